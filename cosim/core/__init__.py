@@ -1,0 +1,1 @@
+"""Co-simulation core: units, connections, the master, observers and manipulators."""

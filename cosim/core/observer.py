@@ -1,0 +1,168 @@
+"""Observers watch the system after each step; the recorder writes chosen variables to files."""
+
+from __future__ import annotations
+
+import csv
+import math
+from abc import ABC
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cosim.core.connection import Port
+from cosim.core.unit import Reader
+from cosim.core.variables import Causality, VarType
+from cosim.errors import ConfigurationError, NonFiniteValueError
+
+if TYPE_CHECKING:
+    from cosim.core.master import Master
+
+
+class Observer(ABC):  # noqa: B024 - every hook is optional
+    """Hooks the master calls. Override what you need."""
+
+    def on_start(self, master: Master) -> None:  # noqa: B027
+        """Called once after the units are set up, at tick 0."""
+
+    def after_step(self, tick: int) -> None:  # noqa: B027
+        """Called after the master has advanced to ``tick``."""
+
+    def on_stop(self) -> None:  # noqa: B027
+        """Called when the run ends (normally, by a discarded step, or by an error)."""
+
+    def save_state(self) -> Any:
+        return None
+
+    def restore_state(self, state: Any) -> None:  # noqa: B027
+        pass
+
+
+_NUMPY_TYPES = {VarType.REAL: np.float64, VarType.INTEGER: np.int64, VarType.BOOLEAN: np.bool_}
+
+
+class Recorder(Observer):
+    """Samples variables every ``interval`` ticks and writes CSV and/or Parquet.
+
+    Columns: ``time`` first, then one per variable named ``unit.variable``. Values are kept
+    exactly (CSV with 17 significant digits, Parquet in binary).
+
+    Args:
+        variables: ``["unit.var", ...]``; ``None`` records every output of every unit.
+        interval: sampling period in ticks (1 = every base step).
+        check_finite: raise :class:`NonFiniteValueError` when a recorded real is NaN or inf.
+    """
+
+    def __init__(self, variables: Sequence[str] | None = None, interval: int = 1,
+                 check_finite: bool = True) -> None:
+        if int(interval) != interval or interval < 1:
+            raise ConfigurationError(f"recorder interval must be a positive integer, got {interval!r}")
+        self.requested = list(variables) if variables is not None else None
+        self.interval = int(interval)
+        self.check_finite = check_finite
+        self.columns: list[str] = []
+        self.types: list[VarType] = []
+        self.rows: list[list[Any]] = []
+        self._readers: list[tuple[Reader, str]] = []
+        self._master: Master | None = None
+
+    def on_start(self, master: Master) -> None:
+        self._master = master
+        ports: list[Port] = []
+        if self.requested is None:
+            for unit in master.units.values():
+                ports += [Port(unit.name, v.name) for v in unit.variables_by(Causality.OUTPUT)]
+        else:
+            ports = [Port.parse(p) for p in self.requested]
+        by_unit: dict[str, list[str]] = {}
+        for port in ports:
+            unit = master.units.get(port.unit)
+            if unit is None:
+                raise ConfigurationError(f"recorder: unknown unit '{port.unit}' in '{port}'")
+            if port.variable not in unit.variables:
+                raise ConfigurationError(f"recorder: unit '{port.unit}' has no variable '{port.variable}'")
+            by_unit.setdefault(port.unit, []).append(port.variable)
+        self.columns, self.types, self._readers = [], [], []
+        for unit_name, names in by_unit.items():
+            unit = master.units[unit_name]
+            self._readers.append((unit.reader(names), unit_name))
+            self.columns += [f"{unit_name}.{n}" for n in names]
+            self.types += [unit.variables[n].type for n in names]
+        self.rows = []
+        self._sample(master.tick)
+
+    def after_step(self, tick: int) -> None:
+        if tick % self.interval == 0:
+            self._sample(tick)
+
+    def _sample(self, tick: int) -> None:
+        assert self._master is not None
+        row: list[Any] = [self._master.grid.time(tick)]
+        for reader, unit_name in self._readers:
+            values = reader()
+            if self.check_finite:
+                try:
+                    finite = math.isfinite(sum(values))  # any NaN/inf poisons the sum
+                except TypeError:
+                    finite = True  # strings: nothing to check
+                if not finite:
+                    bad = [c for c, v in zip(self.columns[len(row) - 1:], values)
+                           if isinstance(v, float) and not math.isfinite(v)]
+                    raise NonFiniteValueError(unit_name, f"output at t={row[0]!r}",
+                                              f"non-finite value in {', '.join(bad)}")
+            row.extend(values)
+        self.rows.append(row)
+
+    def save_state(self) -> int:
+        return len(self.rows)
+
+    def restore_state(self, state: int) -> None:
+        del self.rows[state:]
+
+    # Results -----------------------------------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        """One recorded column (``"time"`` or ``"unit.var"``) as a numpy array."""
+        if name == "time":
+            return np.array([r[0] for r in self.rows], dtype=np.float64)
+        try:
+            i = self.columns.index(name)
+        except ValueError:
+            raise ConfigurationError(f"recorder: no column '{name}'") from None
+        dtype = _NUMPY_TYPES.get(self.types[i], object)
+        return np.array([r[i + 1] for r in self.rows], dtype=dtype)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        out = {"time": self.column("time")}
+        for name in self.columns:
+            out[name] = self.column(name)
+        return out
+
+    def write_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["time", *self.columns])
+            for row in self.rows:
+                writer.writerow([_fmt(v) for v in row])
+        return path
+
+    def write_parquet(self, path: str | Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.as_dict()
+        table = pa.table({k: pa.array(v) for k, v in data.items()})
+        pq.write_table(table, path)
+        return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest repr that round-trips exactly
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)

@@ -1,0 +1,198 @@
+"""The unit interface: what the master needs from anything it steps.
+
+FMUs, the PyBullet arm and plain Python components (PLC, HMI, twin) all implement
+:class:`Unit`. Time is never passed as a float: the master hands a unit integer ticks and the
+unit converts them through its :class:`TimeGrid`, so every unit sees the same instants.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from cosim.core.variables import Causality, Value, Variable, VarType
+from cosim.errors import ConfigurationError
+
+Reader = Callable[[], Sequence[Value]]
+Writer = Callable[[Sequence[Value]], None]
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """Integer tick grid: ``time(tick) = start_time + tick * base_step``.
+
+    A step from ``tick`` over ``n`` ticks has size ``time(tick + n) - time(tick)``, so that
+    ``t + h`` lands exactly on the next grid point (no accumulated float drift).
+    """
+
+    base_step: float
+    start_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.base_step > 0.0:
+            raise ConfigurationError(f"base_step must be positive, got {self.base_step!r}")
+
+    def time(self, tick: int) -> float:
+        return self.start_time + tick * self.base_step
+
+    def step_size(self, tick: int, n_ticks: int) -> float:
+        return self.time(tick + n_ticks) - self.time(tick)
+
+    def ticks(self, duration: float) -> int:
+        """Whole number of ticks in ``duration`` seconds (rounded to nearest)."""
+        n = round(duration / self.base_step)
+        if abs(n * self.base_step - duration) > 1e-9 * max(1.0, abs(duration)):
+            raise ConfigurationError(
+                f"duration {duration!r} s is not a whole multiple of base_step {self.base_step!r} s"
+            )
+        return int(n)
+
+
+class Unit(ABC):
+    """A simulated component with variables, a step and a saveable state.
+
+    Lifecycle: construct → :meth:`setup` (once) → any number of :meth:`step`, :meth:`get`,
+    :meth:`set`, :meth:`save_state`, :meth:`restore_state` → :meth:`terminate`.
+
+    Attributes:
+        name: unique name of the unit in its system.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.grid: TimeGrid | None = None
+
+    @property
+    @abstractmethod
+    def variables(self) -> Mapping[str, Variable]:
+        """Every variable of the unit, by name."""
+
+    @abstractmethod
+    def setup(self, grid: TimeGrid) -> None:
+        """Instantiate and initialise the unit at ``grid.time(0)``."""
+
+    @abstractmethod
+    def step(self, tick: int, n_ticks: int) -> None:
+        """Advance from ``grid.time(tick)`` to ``grid.time(tick + n_ticks)``."""
+
+    @abstractmethod
+    def get(self, names: Sequence[str]) -> list[Value]:
+        """Current values of the named variables, in the order asked."""
+
+    @abstractmethod
+    def set(self, names: Sequence[str], values: Sequence[Value]) -> None:
+        """Set inputs (or parameters) by name."""
+
+    @abstractmethod
+    def save_state(self) -> Any:
+        """Return an opaque copy of the unit's full state."""
+
+    @abstractmethod
+    def restore_state(self, state: Any) -> None:
+        """Return the unit to a state from :meth:`save_state`; may be restored many times."""
+
+    def terminate(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Default: nothing to release."""
+
+    # Fast paths for the master's step loop. Units override these when they can resolve
+    # names once (FMU value references, PyBullet joint indices) instead of on every call.
+    def reader(self, names: Sequence[str]) -> Reader:
+        """A callable that returns the current values of ``names``."""
+        names = list(names)
+        return lambda: self.get(names)
+
+    def writer(self, names: Sequence[str]) -> Writer:
+        """A callable that sets ``names`` to the values it is given."""
+        names = list(names)
+        return lambda values: self.set(names, values)
+
+    # Convenience helpers.
+    def variables_by(self, causality: Causality) -> list[Variable]:
+        return [v for v in self.variables.values() if v.causality is causality]
+
+    def time(self, tick: int) -> float:
+        assert self.grid is not None, f"unit '{self.name}' used before setup()"
+        return self.grid.time(tick)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} '{self.name}'>"
+
+
+class PythonUnit(Unit):
+    """Base for units written in Python.
+
+    Subclasses declare ``VARIABLES`` (or pass ``variables``), keep their variable values in
+    ``self.values`` and implement :meth:`do_step`. The full state is every instance attribute
+    (deep-copied), so plain Python state — counters, queues, a ``numpy`` generator — is saved
+    and restored without extra code. Attributes named in ``TRANSIENT`` are left out of the
+    state (handles to external resources).
+    """
+
+    VARIABLES: Sequence[Variable] = ()
+    TRANSIENT: frozenset[str] = frozenset({"grid"})
+
+    def __init__(self, name: str, variables: Sequence[Variable] | None = None,
+                 parameters: Mapping[str, Value] | None = None) -> None:
+        super().__init__(name)
+        declared = list(variables if variables is not None else self.VARIABLES)
+        self._variables: dict[str, Variable] = {v.name: v for v in declared}
+        self.values: dict[str, Value] = {
+            v.name: v.type.coerce(v.start) if v.start is not None else v.type.coerce(0)
+            for v in declared
+        }
+        for key, value in (parameters or {}).items():
+            if key not in self._variables:
+                raise ConfigurationError(f"unit '{name}': unknown parameter '{key}'")
+            self.values[key] = self._variables[key].type.coerce(value)
+
+    @property
+    def variables(self) -> Mapping[str, Variable]:
+        return self._variables
+
+    def setup(self, grid: TimeGrid) -> None:
+        self.grid = grid
+        self.initialize()
+
+    def initialize(self) -> None:  # noqa: B027 - optional hook
+        """Hook: compute initial outputs from parameters. Default: nothing."""
+
+    def step(self, tick: int, n_ticks: int) -> None:
+        assert self.grid is not None
+        self.do_step(self.grid.time(tick), self.grid.step_size(tick, n_ticks))
+
+    @abstractmethod
+    def do_step(self, t: float, h: float) -> None:
+        """Advance from time ``t`` by ``h`` seconds, updating ``self.values``."""
+
+    def get(self, names: Sequence[str]) -> list[Value]:
+        values = self.values
+        return [values[n] for n in names]
+
+    def set(self, names: Sequence[str], values: Sequence[Value]) -> None:
+        store = self.values
+        for n, v in zip(names, values, strict=True):
+            store[n] = v
+
+    def reader(self, names: Sequence[str]) -> Reader:
+        names = list(names)
+        if len(names) == 1:
+            only = names[0]
+            return lambda: [self.values[only]]
+        getter = itemgetter(*names)
+        return lambda: getter(self.values)
+
+    def save_state(self) -> dict[str, Any]:
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT})
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(copy.deepcopy(state))
+
+
+def real(name: str, causality: Causality | str, start: float = 0.0, unit: str = "",
+         description: str = "") -> Variable:
+    """Shorthand for a real-valued :class:`Variable`."""
+    return Variable(name, Causality(causality), VarType.REAL, start, unit, description)

@@ -1,0 +1,73 @@
+"""One error hierarchy for the whole framework.
+
+Every error the framework raises on purpose derives from :class:`CosimError`, so a caller
+(or a sweep job) can catch one type and still get a message that names the thing at fault.
+"""
+
+from __future__ import annotations
+
+
+class CosimError(Exception):
+    """Base of every error raised by this framework."""
+
+
+class ConfigurationError(CosimError):
+    """A system, plant or scenario description is invalid (caught before simulating)."""
+
+
+class InvalidConnectionError(ConfigurationError):
+    """A connection is invalid: unknown unit or variable, causality or type mismatch,
+    an input fed twice. The message names both ends."""
+
+
+class ContractError(ConfigurationError):
+    """A unit (or other plug-in) does not meet the interface the framework expects.
+
+    Attributes:
+        problems: every problem found, so a user fixes them all in one go.
+    """
+
+    def __init__(self, subject: str, problems: list[str]) -> None:
+        self.subject = subject
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{subject} does not meet the contract ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class UnitError(CosimError):
+    """A unit failed while being set up, stepped, read or written."""
+
+    def __init__(self, unit: str, call: str, detail: str) -> None:
+        self.unit = unit
+        self.call = call
+        self.detail = detail
+        super().__init__(f"unit '{unit}': {call} failed: {detail}")
+
+
+class FMUError(UnitError):
+    """An FMU could not be loaded or an FMI call failed. Names the FMU and the call."""
+
+
+class ModelLoadError(UnitError):
+    """A model file (FMU archive, URDF, SSP) is missing, corrupt or unusable here."""
+
+
+class NonFiniteValueError(UnitError):
+    """A unit produced NaN or infinity on an output."""
+
+
+class StepDiscarded(CosimError):
+    """A unit refused a step (FMI Discard / requested termination).
+
+    The master ends the run gracefully at the last completed tick and keeps everything
+    recorded up to that point.
+    """
+
+    def __init__(self, unit: str, tick: int, detail: str = "") -> None:
+        self.unit = unit
+        self.tick = tick
+        super().__init__(f"unit '{unit}' discarded the step at tick {tick}" + (f": {detail}" if detail else ""))
+
+
+class SnapshotError(CosimError):
+    """A snapshot cannot be taken or restored (wrong system, unit cannot save state)."""

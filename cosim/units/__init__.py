@@ -1,0 +1,1 @@
+"""Unit adapters: FMUs (fmpy), the PyBullet arm, and the Python unit base."""
