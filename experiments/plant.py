@@ -1,0 +1,91 @@
+"""Turn a Hydra ``plant`` config into a :class:`~cosim.system.SystemSpec`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cosim.errors import ConfigurationError
+from cosim.ssp import read_ssp
+from cosim.system import SystemSpec, UnitSpec, parse_connections
+from cosim.core.unit import Unit
+
+_RESERVED = {"step_ticks", "description"}
+
+
+def register_resolvers() -> None:
+    """``${fmu:conveyor}`` builds (or takes from the cache) the repository's FMU ``conveyor``."""
+
+    def fmu_path(model: str, fmi_version: str = "2.0") -> str:
+        from models.build import build_fmu
+
+        return str(build_fmu(model, fmi_version=str(fmi_version)))
+
+    if not OmegaConf.has_resolver("fmu"):
+        OmegaConf.register_new_resolver("fmu", fmu_path)
+
+
+def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
+    """Build the system description of a plant config.
+
+    A plant is either ``path: <file.ssp|file.ssd>`` (SSP import, ``base_step`` from config) or
+    ``units`` (each a Hydra ``_target_`` config, keyed by unit name) plus ``connections``.
+    """
+    cfg = plant if isinstance(plant, DictConfig) else OmegaConf.create(dict(plant))
+    base_step = cfg.get("base_step")
+    if base_step is None:
+        raise ConfigurationError("plant.base_step is not set")
+    algorithm = cfg.get("algorithm", "jacobi")
+    rates = OmegaConf.to_container(cfg.get("step_ticks") or {}, resolve=True)
+    if cfg.get("path"):
+        path = Path(str(cfg.path)).expanduser()
+        if path.suffix.lower() not in (".ssp", ".ssd"):
+            raise ConfigurationError(f"plant.path '{path}' is not an .ssp or .ssd file")
+        spec = read_ssp(path).to_spec(float(base_step), algorithm, rates)  # type: ignore[arg-type]
+        spec.inputs.update(OmegaConf.to_container(cfg.get("inputs") or {}, resolve=True))  # type: ignore[arg-type]
+        return spec
+    units_cfg = cfg.get("units")
+    if not units_cfg:
+        raise ConfigurationError(f"plant '{cfg.get('name', '?')}' has neither 'units' nor 'path'")
+    units = []
+    for name, ucfg in units_cfg.items():
+        if ucfg is None:
+            continue  # a unit switched off by an override (plant.units.x=null)
+        if "_target_" not in ucfg:
+            raise ConfigurationError(f"plant unit '{name}' has no _target_")
+        step_ticks = int(ucfg.get("step_ticks", rates.get(name, 1)))  # type: ignore[union-attr]
+        units.append(UnitSpec(str(name), _factory(str(name), ucfg), step_ticks))
+    return SystemSpec(
+        base_step=float(base_step),
+        units=units,
+        connections=parse_connections(OmegaConf.to_container(cfg.get("connections") or [], resolve=True)),  # type: ignore[arg-type]
+        inputs=OmegaConf.to_container(cfg.get("inputs") or {}, resolve=True),  # type: ignore[arg-type]
+        start_time=float(cfg.get("start_time", 0.0)),
+        stop_time=cfg.get("duration"),
+        algorithm=str(algorithm),
+        order=list(cfg.order) if cfg.get("order") else None,
+        name=str(cfg.get("name", "plant")),
+    )
+
+
+def _factory(name: str, ucfg: DictConfig):  # noqa: ANN202
+    def make() -> Unit:
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        kwargs = {k: v for k, v in ucfg.items() if k not in _RESERVED}
+        try:
+            return instantiate(OmegaConf.create(kwargs), name=name, _convert_="all")
+        except InstantiationException as exc:
+            cause = exc.__cause__
+            from cosim.errors import CosimError
+
+            if isinstance(cause, CosimError):
+                raise cause from None
+            raise ConfigurationError(f"plant unit '{name}': cannot instantiate {ucfg.get('_target_')}: "
+                                     f"{cause or exc}") from None
+
+    return make
