@@ -471,6 +471,12 @@ class Master:
         self.tick = snapshot.tick
         self._stopped = False
 
+    def release_snapshot(self, snapshot: Snapshot) -> None:
+        """Free the unit states held by a snapshot that will not be restored again."""
+        for name, state in snapshot.units.items():
+            self.units[name].release_state(state)
+        snapshot.units.clear()
+
     def terminate(self) -> None:
         """Terminate every unit (errors from one do not stop the others)."""
         errors: list[str] = []

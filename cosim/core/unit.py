@@ -57,6 +57,7 @@ class Unit(ABC):
 
     Lifecycle: construct → :meth:`setup` (once) → any number of :meth:`step`, :meth:`get`,
     :meth:`set`, :meth:`save_state`, :meth:`restore_state` → :meth:`terminate`.
+    :attr:`variables` must answer before :meth:`setup`: the master checks connections first.
 
     Attributes:
         name: unique name of the unit in its system.
@@ -94,6 +95,9 @@ class Unit(ABC):
     @abstractmethod
     def restore_state(self, state: Any) -> None:
         """Return the unit to a state from :meth:`save_state`; may be restored many times."""
+
+    def release_state(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """Free a state from :meth:`save_state` that will not be restored again."""
 
     def terminate(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Default: nothing to release."""

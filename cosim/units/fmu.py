@@ -335,6 +335,16 @@ class FMUUnit(Unit):
         except FMICallException as exc:
             raise self._wrap("setFMUstate", exc) from exc
 
+    def release_state(self, state: Any) -> None:
+        if self._fmu is None or not any(state is s for s in self._states):
+            return
+        self._states = [s for s in self._states if s is not state]
+        free = self._fmu.freeFMUstate if self.fmi_major == 2 else self._fmu.freeFMUState
+        try:
+            free(state)
+        except FMICallException as exc:
+            raise self._wrap("freeFMUstate", exc) from exc
+
     def terminate(self) -> None:
         if self._fmu is None:
             return

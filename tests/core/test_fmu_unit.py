@@ -1,0 +1,241 @@
+"""FMU units through fmpy: FMI 2.0 and 3.0, agreement with fmpy, state, and every error case."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fmpy import simulate_fmu
+
+from cosim import (
+    ConfigurationError,
+    FMUError,
+    FMUUnit,
+    InvalidConnectionError,
+    Master,
+    ModelLoadError,
+    NonFiniteValueError,
+    Recorder,
+    SnapshotError,
+    VarType,
+)
+from models.build import build_fmu
+
+
+@pytest.fixture(scope="module")
+def integrator2() -> Path:
+    return build_fmu("integrator", fmi_version="2.0")
+
+
+@pytest.fixture(scope="module")
+def integrator3() -> Path:
+    return build_fmu("integrator", fmi_version="3.0")
+
+
+@pytest.fixture(scope="module")
+def conveyor2() -> Path:
+    return build_fmu("conveyor", fmi_version="2.0")
+
+
+def rewrite(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001
+    """Copy an FMU archive, passing each member through ``edit(name, data) -> (name, data) | None``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            out = edit(info.filename, zin.read(info.filename))
+            if out is not None:
+                zout.writestr(out[0], out[1])
+    return dst
+
+
+def test_variables_are_read_from_the_model_description(integrator2, integrator3):
+    for path in (integrator2, integrator3):
+        unit = FMUUnit("i", path)
+        v = unit.variables
+        assert v["u"].causality.value == "input" and v["u"].type is VarType.REAL
+        assert v["y"].causality.value == "output"
+        assert v["k"].causality.value == "parameter"
+
+
+@pytest.mark.parametrize("versions", [("2.0", "2.0"), ("3.0", "3.0"), ("2.0", "3.0")])
+def test_two_coupled_fmus_reach_the_analytic_solution(versions):
+    """x' = -y, y' = x over two integrator FMUs; the error shrinks linearly with the step."""
+    errors = []
+    for h in (0.01, 0.005):
+        m = Master(h, algorithm="gauss_seidel")
+        m.add_unit(FMUUnit("x", build_fmu("integrator", versions[0]), {"k": -1.0, "y0": 1.0}))
+        m.add_unit(FMUUnit("y", build_fmu("integrator", versions[1]), {"k": 1.0, "y0": 0.0}))
+        m.connect("y.y", "x.u")
+        m.connect("x.y", "y.u")
+        with m:
+            m.run(duration=2.0)
+            errors.append(math.hypot(m.get("x.y") - math.cos(2.0), m.get("y.y") - math.sin(2.0)))
+    assert errors[0] < 5e-3
+    assert 1.7 < errors[0] / errors[1] < 2.3
+
+
+def test_single_fmu_under_our_master_equals_fmpy_simulate_fmu(conveyor2):
+    h, stop = 0.01, 3.0
+    inputs = np.array([(0.0, 0.3), (1.0, 0.3), (1.0, 0.9), (stop, 0.9)],
+                      dtype=[("time", np.float64), ("motor_cmd", np.float64)])
+    unit_outputs = ["belt_speed", "belt_position", "motor_current"]
+    ref = simulate_fmu(str(conveyor2), start_time=0.0, stop_time=stop, step_size=h, output_interval=h,
+                       input=inputs, output=unit_outputs)
+    m = Master(h)
+    m.add_unit(FMUUnit("conveyor", conveyor2))
+    rec = m.add_observer(Recorder([f"conveyor.{o}" for o in unit_outputs]))
+    m.build()
+    m.set_input("conveyor.motor_cmd", 0.3)
+    m.run(until_tick=100)
+    m.set_input("conveyor.motor_cmd", 0.9)
+    m.run(until_tick=300)
+    m.terminate()
+    np.testing.assert_array_equal(rec.column("time"), ref["time"])
+    for name in unit_outputs:
+        np.testing.assert_allclose(rec.column(f"conveyor.{name}"), ref[name], rtol=0, atol=1e-12)
+    assert rec.column("conveyor.belt_speed")[-1] > 0.0
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0"])
+def test_fmu_state_restore_reproduces_bit_for_bit(version):
+    m = Master(0.01)
+    m.add_unit(FMUUnit("x", build_fmu("integrator", version), {"k": -1.0, "y0": 1.0}))
+    m.add_unit(FMUUnit("conv", build_fmu("conveyor", version)))
+    m.add_unit(FMUUnit("y", build_fmu("integrator", version)))
+    m.connect("y.y", "x.u")
+    m.connect("x.y", "y.u")
+    m.connect("x.y", "conv.motor_cmd")
+    rec = m.add_observer(Recorder(["x.y", "y.y", "conv.belt_speed", "conv.belt_position"]))
+    with m:
+        m.step(50)
+        snap = m.save_snapshot()
+        m.step(150)
+        first = rec.as_dict()
+        m.restore_snapshot(snap)
+        m.step(150)
+        for key, values in rec.as_dict().items():
+            np.testing.assert_array_equal(values, first[key])
+        m.release_snapshot(snap)
+
+
+def test_missing_file_is_a_model_load_error(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"unit 'st'.*file not found"):
+        FMUUnit("st", tmp_path / "nope.fmu")
+
+
+def test_corrupt_archive_is_a_model_load_error(tmp_path, integrator2):
+    bad = tmp_path / "corrupt.fmu"
+    bad.write_bytes(integrator2.read_bytes()[:200])
+    with pytest.raises(ModelLoadError) as err:
+        FMUUnit("st", bad)
+    assert "corrupt.fmu" in str(err.value) and "corrupt" in str(err.value)
+
+
+def test_fmu_without_binary_for_this_platform(tmp_path, integrator2):
+    def drop_linux(name: str, data: bytes):  # noqa: ANN202
+        if name.startswith("binaries/"):
+            return name.replace("linux64", "win64").replace(".so", ".dll"), data
+        return name, data
+
+    bad = rewrite(integrator2, tmp_path / "winonly.fmu", drop_linux)
+    with pytest.raises(ModelLoadError, match=r"no binary for this platform.*win64"):
+        FMUUnit("st", bad)
+
+
+def test_model_exchange_only_fmu_is_refused(tmp_path, integrator2):
+    def strip_cs(name: str, data: bytes):  # noqa: ANN202
+        if name == "modelDescription.xml":
+            text = data.decode()
+            start = text.index("<CoSimulation")
+            end = text.index(">", text.index("CoSimulation", start + 5)) + 1 if "</CoSimulation>" in text \
+                else text.index("/>", start) + 2
+            return name, (text[:start] + text[end:]).encode()
+        return name, data
+
+    bad = rewrite(integrator2, tmp_path / "me.fmu", strip_cs)
+    with pytest.raises(ModelLoadError, match="no co-simulation interface"):
+        FMUUnit("st", bad)
+
+
+def test_broken_model_description(tmp_path, integrator2):
+    bad = rewrite(integrator2, tmp_path / "broken.fmu",
+                  lambda n, d: (n, b"<fmiModelDescription") if n == "modelDescription.xml" else (n, d))
+    with pytest.raises(ModelLoadError, match="modelDescription.xml"):
+        FMUUnit("st", bad)
+
+
+def test_unknown_parameter_and_unknown_variable(integrator2):
+    with pytest.raises(ConfigurationError, match=r"unknown parameter\(s\) \['gain'\]"):
+        FMUUnit("st", integrator2, {"gain": 1.0})
+    m = Master(0.1)
+    m.add_unit(FMUUnit("a", integrator2))
+    m.add_unit(FMUUnit("b", integrator2))
+    m.connect("a.yy", "b.u")
+    with pytest.raises(InvalidConnectionError, match="unit 'a' has no variable 'yy'"):
+        m.build()
+
+
+def test_failing_step_is_an_fmu_error_naming_fmu_and_call(integrator2):
+    m = Master(0.1)
+    m.add_unit(FMUUnit("st", integrator2, {"fail_at": 0.5}))
+    m.build()
+    with pytest.raises(FMUError) as err:
+        m.step(20)
+    text = str(err.value)
+    assert "unit 'st'" in text and integrator2.name in text and "fmi2DoStep" in text and "error" in text
+    m.terminate()
+
+
+def test_discarded_step_ends_the_run_and_keeps_the_record(integrator2, integrator3):
+    for path in (integrator2, integrator3):
+        m = Master(0.1)
+        m.add_unit(FMUUnit("st", path, {"discard_at": 0.5}))
+        m.set_input("st.u", 1.0)
+        rec = m.add_observer(Recorder(["st.y"]))
+        result = m.run(duration=2.0)
+        assert not result.completed
+        assert m.tick == 5 and len(rec.rows) == 6
+        assert rec.column("st.y")[-1] == pytest.approx(0.5)
+        m.terminate()
+
+
+def test_nan_from_an_fmu_is_caught(integrator2):
+    m = Master(0.1)
+    m.add_unit(FMUUnit("st", integrator2, {"nan_at": 0.3}))
+    m.add_unit(FMUUnit("sink", integrator2))
+    m.connect("st.y", "sink.u")
+    m.build()
+    with pytest.raises(NonFiniteValueError, match=r"unit 'st'.*y=nan"):
+        m.step(10)
+    m.terminate()
+
+
+def test_snapshot_of_fmu_without_state_support(tmp_path, integrator2):
+    def no_state(name: str, data: bytes):  # noqa: ANN202
+        if name == "modelDescription.xml":
+            return name, data.replace(b'canGetAndSetFMUstate="true"', b'canGetAndSetFMUstate="false"')
+        return name, data
+
+    path = rewrite(integrator2, tmp_path / "nostate.fmu", no_state)
+    m = Master(0.1)
+    m.add_unit(FMUUnit("st", path))
+    m.build()
+    with pytest.raises(SnapshotError, match="canGetAndSetFMUstate"):
+        m.save_snapshot()
+    m.terminate()
+
+
+def test_terminate_is_idempotent_and_cleans_up(integrator2):
+    unit = FMUUnit("st", integrator2)
+    m = Master(0.1)
+    m.add_unit(unit)
+    m.build()
+    tmp = unit._unzipdir
+    assert tmp is not None and tmp.exists()
+    m.terminate()
+    m.terminate()
+    assert not tmp.exists()
+    shutil.rmtree(tmp, ignore_errors=True)
