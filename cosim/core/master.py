@@ -214,6 +214,10 @@ class Master:
                     f"gauss_seidel order must name every unit once: missing {sorted(missing)}, "
                     f"unknown {sorted(unknown)}"
                 )
+        # inputs set before the build are start values: units see them at initialisation
+        for port, value in self._pending_inputs:
+            unit = self._input_unit(port)
+            unit.set([port.variable], [unit.variables[port.variable].type.coerce(value)])
         for unit in self.units.values():
             unit.setup(self.grid)
         self._built = True

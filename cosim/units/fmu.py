@@ -191,6 +191,10 @@ class FMUUnit(Unit):
         return list(self.reader(names)())
 
     def set(self, names: Sequence[str], values: Sequence[Value]) -> None:
+        if self._fmu is None:  # before setup: becomes a start value, applied at initialisation
+            self._resolve(names)
+            self.parameters.update(zip(names, values, strict=True))
+            return
         self.writer(names)(values)
 
     def _set_by_name(self, names: list[str], values: list[Value]) -> None:
