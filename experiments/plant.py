@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cosim.errors import ConfigurationError
+from cosim.core.unit import Unit
+from cosim.errors import ConfigurationError, CosimError
 from cosim.ssp import read_ssp
 from cosim.system import SystemSpec, UnitSpec, parse_connections
-from cosim.core.unit import Unit
 
 _RESERVED = {"step_ticks", "description"}
 
@@ -39,13 +39,13 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
     if base_step is None:
         raise ConfigurationError("plant.base_step is not set")
     algorithm = cfg.get("algorithm", "jacobi")
-    rates = OmegaConf.to_container(cfg.get("step_ticks") or {}, resolve=True)
+    rates: dict[str, int] = _plain(cfg.get("step_ticks")) or {}
     if cfg.get("path"):
         path = Path(str(cfg.path)).expanduser()
         if path.suffix.lower() not in (".ssp", ".ssd"):
             raise ConfigurationError(f"plant.path '{path}' is not an .ssp or .ssd file")
         spec = read_ssp(path).to_spec(float(base_step), algorithm, rates)  # type: ignore[arg-type]
-        spec.inputs.update(OmegaConf.to_container(cfg.get("inputs") or {}, resolve=True))  # type: ignore[arg-type]
+        spec.inputs.update(_plain(cfg.get("inputs")) or {})
         return spec
     units_cfg = cfg.get("units")
     if not units_cfg:
@@ -56,13 +56,13 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
             continue  # a unit switched off by an override (plant.units.x=null)
         if "_target_" not in ucfg:
             raise ConfigurationError(f"plant unit '{name}' has no _target_")
-        step_ticks = int(ucfg.get("step_ticks", rates.get(name, 1)))  # type: ignore[union-attr]
+        step_ticks = int(ucfg.get("step_ticks", rates.get(name, 1)))
         units.append(UnitSpec(str(name), _factory(str(name), ucfg), step_ticks))
     return SystemSpec(
         base_step=float(base_step),
         units=units,
-        connections=parse_connections(OmegaConf.to_container(cfg.get("connections") or [], resolve=True)),  # type: ignore[arg-type]
-        inputs=OmegaConf.to_container(cfg.get("inputs") or {}, resolve=True),  # type: ignore[arg-type]
+        connections=parse_connections(_plain(cfg.get("connections")) or []),
+        inputs=_plain(cfg.get("inputs")) or {},
         start_time=float(cfg.get("start_time", 0.0)),
         stop_time=cfg.get("duration"),
         algorithm=str(algorithm),
@@ -71,18 +71,24 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
     )
 
 
+def _plain(value: Any) -> Any:
+    """A config node as plain Python containers (resolved); anything else unchanged."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
 def _factory(name: str, ucfg: DictConfig):  # noqa: ANN202
     def make() -> Unit:
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
-        kwargs = {k: v for k, v in ucfg.items() if k not in _RESERVED}
+        resolved = _plain(ucfg)  # resolved while still attached to the root config (${seed})
+        kwargs = {k: v for k, v in resolved.items() if k not in _RESERVED}
         try:
-            return instantiate(OmegaConf.create(kwargs), name=name, _convert_="all")
+            return instantiate(kwargs, name=name, _convert_="all")
         except InstantiationException as exc:
             cause = exc.__cause__
-            from cosim.errors import CosimError
-
             if isinstance(cause, CosimError):
                 raise cause from None
             raise ConfigurationError(f"plant unit '{name}': cannot instantiate {ucfg.get('_target_')}: "

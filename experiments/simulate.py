@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
@@ -26,11 +27,12 @@ register_resolvers()
 
 
 class Progress:
-    """A one-line progress bar on stderr (only redrawn when the percentage changes)."""
+    """A progress bar on stderr: redrawn in place on a terminal, every 10 % in a log file."""
 
     def __init__(self, label: str, enabled: bool = True) -> None:
         self.label = label
         self.enabled = enabled
+        self.tty = sys.stderr.isatty()
         self.last = -1
         self.t0 = time.perf_counter()
 
@@ -38,13 +40,17 @@ class Progress:
         if not self.enabled or total <= 0:
             return
         pct = int(100 * done / total)
-        if pct == self.last:
+        step = 1 if self.tty else 10
+        if pct // step == self.last // step and done < total:
             return
         self.last = pct
         bar = "#" * (pct // 4) + "." * (25 - pct // 4)
         elapsed = time.perf_counter() - self.t0
-        end = "\n" if done >= total else ""
-        print(f"\r{self.label} [{bar}] {pct:3d}% {elapsed:6.1f}s", end=end, file=sys.stderr, flush=True)
+        line = f"{self.label} [{bar}] {pct:3d}% {elapsed:6.1f}s"
+        if self.tty:
+            print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
@@ -92,7 +98,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = simulate(cfg, out_dir)
-    except CosimError as exc:
+    except (CosimError, OmegaConfBaseException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     width = max(len(k) for k in summary)

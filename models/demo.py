@@ -18,7 +18,7 @@ class DemoSequencer(PythonUnit):
     """Open-loop work cycle of ``cycle_s`` seconds.
 
     Phases (fractions of the cycle): conveyor runs in [0, 0.4); arm moves pick→place in
-    [0.1, 0.4) and back in [0.7, 1.0); press valve open-commanded in [0.45, 0.65).
+    [0.1, 0.4) and back in [0.7, 1.0); press commanded closed in [0.45, 0.65).
 
     Args:
         pick_pose, place_pose: arm joint targets (one value per arm joint).
@@ -32,7 +32,7 @@ class DemoSequencer(PythonUnit):
             raise ValueError("pick_pose and place_pose need the same, non-zero number of joints")
         variables = [
             real("motor_cmd", "output", 0.0, "1", "conveyor motor command"),
-            real("valve_cmd", "output", 0.0, "1", "press valve command"),
+            Variable("valve_cmd", Causality.OUTPUT, VarType.BOOLEAN, False, "", "press valve: close"),
             Variable("part_present", Causality.OUTPUT, VarType.BOOLEAN, False),
             real("part_quality", "output", part_quality),
             *[real(f"q_target_{i}", "output", float(q)) for i, q in enumerate(pick_pose)],
@@ -47,7 +47,7 @@ class DemoSequencer(PythonUnit):
         phase = ((t + h) % self.cycle_s) / self.cycle_s
         v = self.values
         v["motor_cmd"] = self.conveyor_cmd if phase < 0.4 else 0.0
-        v["valve_cmd"] = 1.0 if 0.45 <= phase < 0.65 else 0.0
+        v["valve_cmd"] = 0.45 <= phase < 0.65
         v["part_present"] = 0.4 <= phase < 0.7
         if phase < 0.1:
             s = 0.0

@@ -134,6 +134,8 @@ class FMUUnit(Unit):
         except Exception as exc:  # noqa: BLE001 - fmpy: missing library or functions
             raise self._fail("load shared library", str(exc)) from exc
         self._loaded = True
+        if self.fmi_major == 2:
+            self._do_step = self._raw("fmi2DoStep")
         with self._calls("instantiate"):
             self._fmu.instantiate(loggingOn=self.logging)
         with self._calls("initialise"):
@@ -208,75 +210,87 @@ class FMUUnit(Unit):
                 vals = [int(x) for x in vals]
             getattr(self._fmu, f"set{acc}")(vrs, vals)
 
+    def _raw(self, function: str) -> Any:
+        """The bare ctypes function (fmpy's wrapper adds a Python call per FMI call)."""
+        return self._fmu._functions[function]
+
+    def _channels(self, names: list[str], direction: str) -> list[_Channel]:
+        if self._fmu is None:
+            raise ConfigurationError(f"unit '{self.name}': {direction}ter for {names} before setup()")
+        channels = []
+        for acc, vrs, positions in self._groups(names):
+            fname = f"fmi{self.fmi_major}{direction.capitalize()}{acc}"
+            ctype = _CTYPES[self.fmi_major].get(acc)
+            if ctype is None:  # strings: through fmpy, rarely exchanged
+                channels.append(_Channel(fname, None, vrs, positions, None, False, self.fmi_major))
+                continue
+            vr_t = ctypes.c_uint if self.fmi_major == 2 else ctypes.c_uint32
+            channels.append(_Channel(
+                fname, self._raw(fname), (vr_t * len(vrs))(*vrs), positions,
+                (ctype * len(vrs))(), self.fmi_major == 2 and acc == "Boolean", self.fmi_major,
+            ))
+        return channels
+
+    def _status_error(self, function: str, status: int) -> FMUError:
+        label = _STATUS[status] if 0 <= status < len(_STATUS) else f"illegal status {status}"
+        return FMUError(self.name, f"{function} (FMU {self.path.name})", f"returned {label}")
+
     def reader(self, names: Sequence[str]) -> Reader:
         names = list(names)
-        groups = self._groups(names)
-        fmu = self._fmu
-        if fmu is None:
-            raise ConfigurationError(f"unit '{self.name}': reader() before setup()")
-        if self.fmi_major == 2 and len(groups) == 1 and groups[0][0] == "Real":
-            # fast path: preallocated ctypes arrays, one C call per read
-            vrs = groups[0][1]
-            n = len(vrs)
-            vr_arr = (ctypes.c_uint * n)(*vrs)
-            out = (ctypes.c_double * n)()
-            fn = fmu.fmi2GetReal
-            component = fmu.component
+        channels = self._channels(names, "get")
+        component = self._fmu.component
+        if len(channels) == 1 and channels[0].fn is not None:
+            ch = channels[0]
+            fn, vr_arr, n, out, fmi3 = ch.fn, ch.vrs, len(ch.positions), ch.buf, ch.fmi_major == 3
+            as_bool = ch.int_bool
 
-            def read_reals() -> list[float]:
-                try:
-                    fn(component, vr_arr, n, out)
-                except FMICallException as exc:
-                    raise self._wrap("get values", exc) from exc
-                return out[:]
+            def read_one_type() -> list[Value]:
+                status = fn(component, vr_arr, n, out, n) if fmi3 else fn(component, vr_arr, n, out)
+                if status > 1:
+                    raise self._status_error(ch.function, status)
+                return [v != 0 for v in out] if as_bool else out[:]
 
-            return read_reals
-        getters = [(getattr(fmu, f"get{acc}"), vrs, pos) for acc, vrs, pos in groups]
+            return read_one_type
         size = len(names)
 
-        def read_any() -> list[Value]:
+        def read_mixed() -> list[Value]:
             values: list[Any] = [None] * size
-            try:
-                for getter, vrs, positions in getters:
-                    for p, v in zip(positions, getter(vrs)):
-                        values[p] = v
-            except FMICallException as exc:
-                raise self._wrap("get values", exc) from exc
+            for ch in channels:
+                got = ch.get(self._fmu, component)
+                if isinstance(got, int):
+                    raise self._status_error(ch.function, got)
+                for p, v in zip(ch.positions, got):
+                    values[p] = v
             return values
 
-        return read_any
+        return read_mixed
 
     def writer(self, names: Sequence[str]) -> Writer:
         names = list(names)
-        groups = self._groups(names)
-        fmu = self._fmu
-        if fmu is None:
-            raise ConfigurationError(f"unit '{self.name}': writer() before setup()")
-        if self.fmi_major == 2 and len(groups) == 1 and groups[0][0] == "Real":
-            vrs = groups[0][1]
-            n = len(vrs)
-            vr_arr = (ctypes.c_uint * n)(*vrs)
-            buf_t = ctypes.c_double * n
-            fn = fmu.fmi2SetReal
-            component = fmu.component
+        channels = self._channels(names, "set")
+        component = self._fmu.component
+        if len(channels) == 1 and channels[0].fn is not None:
+            ch = channels[0]
+            fn, vr_arr, n, buf, fmi3 = ch.fn, ch.vrs, len(ch.positions), ch.buf, ch.fmi_major == 3
 
-            def write_reals(values: Sequence[Value]) -> None:
+            def write_one_type(values: Sequence[Value]) -> None:
                 try:
-                    fn(component, vr_arr, n, buf_t(*values))
-                except FMICallException as exc:
-                    raise self._wrap("set values", exc) from exc
+                    buf[:] = values
                 except TypeError as exc:
                     raise FMUError(self.name, f"set {names} (FMU {self.path.name})", str(exc)) from exc
+                status = fn(component, vr_arr, n, buf, n) if fmi3 else fn(component, vr_arr, n, buf)
+                if status > 1:
+                    raise self._status_error(ch.function, status)
 
-            return write_reals
+            return write_one_type
 
-        def write_any(values: Sequence[Value]) -> None:
-            try:
-                self._set_by_name(names, list(values))
-            except FMICallException as exc:
-                raise self._wrap("set values", exc) from exc
+        def write_mixed(values: Sequence[Value]) -> None:
+            for ch in channels:
+                status = ch.set(self._fmu, component, [values[p] for p in ch.positions])
+                if status > 1:
+                    raise self._status_error(ch.function, status)
 
-        return write_any
+        return write_mixed
 
     # Stepping --------------------------------------------------------------------------
     def step(self, tick: int, n_ticks: int) -> None:
@@ -286,12 +300,12 @@ class FMUUnit(Unit):
         h = grid.time(tick + n_ticks) - t
         fmu = self._fmu
         if self.fmi_major == 2:
-            try:
-                fmu.fmi2DoStep(fmu.component, t, h, 1)
-            except FMICallException as exc:
-                if exc.status == 2:  # Discard
-                    raise StepDiscarded(self.name, tick, self._discard_reason()) from exc
-                raise self._wrap(f"doStep at t={t!r}", exc) from exc
+            status = self._do_step(fmu.component, t, h, 1)
+            if status > 1:
+                if status == 2:
+                    raise StepDiscarded(self.name, tick, self._discard_reason())
+                raise FMUError(self.name, f"fmi2DoStep at t={t!r} (FMU {self.path.name})",
+                               f"returned {_STATUS[status] if status < len(_STATUS) else status}")
         else:
             try:
                 _, terminate, early, last = fmu.doStep(t, h)
@@ -370,6 +384,57 @@ class FMUUnit(Unit):
             if self._unzipdir is not None:
                 shutil.rmtree(self._unzipdir, ignore_errors=True)
                 self._unzipdir = None
+
+
+_CTYPES: dict[int, dict[str, Any]] = {
+    2: {"Real": ctypes.c_double, "Integer": ctypes.c_int, "Boolean": ctypes.c_int},
+    3: {"Float64": ctypes.c_double, "Float32": ctypes.c_float, "Int8": ctypes.c_int8,
+        "UInt8": ctypes.c_uint8, "Int16": ctypes.c_int16, "UInt16": ctypes.c_uint16,
+        "Int32": ctypes.c_int32, "UInt32": ctypes.c_uint32, "Int64": ctypes.c_int64,
+        "UInt64": ctypes.c_uint64, "Boolean": ctypes.c_bool},
+}
+
+
+class _Channel:
+    """One FMI get/set function over a fixed list of value references, with its own buffer."""
+
+    __slots__ = ("buf", "fmi_major", "fn", "function", "int_bool", "positions", "vrs")
+
+    def __init__(self, function: str, fn: Any, vrs: Any, positions: list[int], buf: Any,
+                 int_bool: bool, fmi_major: int) -> None:
+        self.function, self.fn, self.vrs, self.positions = function, fn, vrs, positions
+        self.buf, self.int_bool, self.fmi_major = buf, int_bool, fmi_major
+
+    def _method(self) -> str:
+        """fmpy's method for this function: fmi2GetString -> getString."""
+        bare = self.function[4:]
+        return bare[0].lower() + bare[1:]
+
+    def get(self, fmu: Any, component: Any) -> list[Value] | int:
+        """Values, or the failing status code."""
+        if self.fn is None:  # strings
+            try:
+                return list(getattr(fmu, self._method())(list(self.vrs)))
+            except FMICallException as exc:
+                return exc.status
+        n = len(self.positions)
+        status = self.fn(component, self.vrs, n, self.buf, n) if self.fmi_major == 3 \
+            else self.fn(component, self.vrs, n, self.buf)
+        if status > 1:
+            return status
+        return [v != 0 for v in self.buf] if self.int_bool else self.buf[:]
+
+    def set(self, fmu: Any, component: Any, values: list[Value]) -> int:
+        if self.fn is None:
+            try:
+                getattr(fmu, self._method())(list(self.vrs), [str(v) for v in values])
+            except FMICallException as exc:
+                return exc.status
+            return 0
+        self.buf[:] = values
+        n = len(self.positions)
+        return self.fn(component, self.vrs, n, self.buf, n) if self.fmi_major == 3 \
+            else self.fn(component, self.vrs, n, self.buf)
 
 
 def _parse_start(vtype: VarType, text: str) -> Value:
