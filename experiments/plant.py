@@ -35,40 +35,61 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
     ``units`` (each a Hydra ``_target_`` config, keyed by unit name) plus ``connections``.
     """
     cfg = plant if isinstance(plant, DictConfig) else OmegaConf.create(dict(plant))
-    base_step = cfg.get("base_step")
-    if base_step is None:
-        raise ConfigurationError("plant.base_step is not set")
-    algorithm = cfg.get("algorithm", "jacobi")
+    name = cfg.get("name", "?")
+    base_step = _number(cfg, "base_step", float)
+    if base_step <= 0:
+        raise ConfigurationError(f"plant.base_step must be positive, got {base_step}")
+    algorithm = str(cfg.get("algorithm", "jacobi"))
     rates: dict[str, int] = _plain(cfg.get("step_ticks")) or {}
-    if cfg.get("path"):
+    if "path" in cfg.keys():
+        if OmegaConf.is_missing(cfg, "path") or not cfg.path:
+            raise ConfigurationError(f"plant '{name}' needs a path: plant.path=/abs/path/plant.ssp")
         path = Path(str(cfg.path)).expanduser()
         if path.suffix.lower() not in (".ssp", ".ssd"):
             raise ConfigurationError(f"plant.path '{path}' is not an .ssp or .ssd file")
-        spec = read_ssp(path).to_spec(float(base_step), algorithm, rates)  # type: ignore[arg-type]
+        spec = read_ssp(path).to_spec(base_step, algorithm, rates)
         spec.inputs.update(_plain(cfg.get("inputs")) or {})
         return spec
     units_cfg = cfg.get("units")
     if not units_cfg:
-        raise ConfigurationError(f"plant '{cfg.get('name', '?')}' has neither 'units' nor 'path'")
+        raise ConfigurationError(f"plant '{name}' has neither 'units' nor 'path'")
     units = []
     for name, ucfg in units_cfg.items():
         if ucfg is None:
             continue  # a unit switched off by an override (plant.units.x=null)
         if "_target_" not in ucfg:
             raise ConfigurationError(f"plant unit '{name}' has no _target_")
-        step_ticks = int(ucfg.get("step_ticks", rates.get(name, 1)))
+        try:
+            step_ticks = int(ucfg.get("step_ticks", rates.get(name, 1)))
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"plant.units.{name}.step_ticks must be an integer, got {ucfg.get('step_ticks')!r}"
+            ) from None
         units.append(UnitSpec(str(name), _factory(str(name), ucfg), step_ticks))
     return SystemSpec(
         base_step=float(base_step),
         units=units,
         connections=parse_connections(_plain(cfg.get("connections")) or []),
         inputs=_plain(cfg.get("inputs")) or {},
-        start_time=float(cfg.get("start_time", 0.0)),
-        stop_time=cfg.get("duration"),
+        start_time=_number(cfg, "start_time", float, 0.0),
+        stop_time=_number(cfg, "duration", float, None),
         algorithm=str(algorithm),
         order=list(cfg.order) if cfg.get("order") else None,
         name=str(cfg.get("name", "plant")),
     )
+
+
+def _number(cfg: DictConfig, key: str, kind: type, default: Any = ...) -> Any:
+    """``cfg[key]`` as ``kind``; a clear error naming ``plant.<key>`` when it is not one."""
+    value = cfg.get(key, None)
+    if value is None:
+        if default is ...:
+            raise ConfigurationError(f"plant.{key} is not set")
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"plant.{key} must be a {kind.__name__}, got {value!r}") from None
 
 
 def _plain(value: Any) -> Any:
