@@ -66,7 +66,7 @@ class SSPPlant:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _fmu_factory(name: str, path: Path, params: dict[str, Value]):  # noqa: ANN202
+def _fmu_factory(name: str, path: Path, params: dict[str, Value]):
     return lambda: FMUUnit(name, path, parameters=params)
 
 
@@ -148,8 +148,8 @@ class _Reader:
             elif tag == "SignalDictionaryReference":
                 raise self.error(f"signal dictionaries ({local}) are not supported")
         for c in system.findall("ssd:Connections/ssd:Connection", NS):
-            if c.find("ssc:LinearTransformation", NS) is not None or c.find("ssd:LinearTransformation", NS) is not None \
-                    or c.find("ssc:MapTransformation", NS) is not None:
+            transforms = ("ssc:LinearTransformation", "ssd:LinearTransformation", "ssc:MapTransformation")
+            if any(c.find(tag, NS) is not None for tag in transforms):
                 raise self.error(f"connection {c.get('startElement')}.{c.get('startConnector')} has a "
                                  "transformation; transformations are not supported")
             start = self._node(prefix, c.get("startElement"), c.get("startConnector"))

@@ -50,7 +50,7 @@ class SystemSpec:
     order: list[str] | None = None
     name: str = "system"
 
-    def build(self, record: Sequence[str] | None | bool = False, record_interval: int = 1,
+    def build(self, record: Sequence[str] | bool | None = False, record_interval: int = 1,
               check_finite: bool = True) -> Master:
         """Instantiate every unit and return a built master.
 
@@ -88,7 +88,7 @@ class SystemSpec:
 def _quiet_terminate(unit: Unit) -> None:
     try:
         unit.terminate()
-    except Exception:  # noqa: BLE001, S110 - cleaning up after a failed build
+    except Exception:
         pass
 
 

@@ -41,7 +41,7 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
         raise ConfigurationError(f"plant.base_step must be positive, got {base_step}")
     algorithm = str(cfg.get("algorithm", "jacobi"))
     rates: dict[str, int] = _plain(cfg.get("step_ticks")) or {}
-    if "path" in cfg.keys():
+    if "path" in cfg.keys():  # noqa: SIM118 - `in cfg` is False for a missing (???) value
         if OmegaConf.is_missing(cfg, "path") or not cfg.path:
             raise ConfigurationError(f"plant '{name}' needs a path: plant.path=/abs/path/plant.ssp")
         path = Path(str(cfg.path)).expanduser()
@@ -99,7 +99,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _factory(name: str, ucfg: DictConfig):  # noqa: ANN202
+def _factory(name: str, ucfg: DictConfig):
     def make() -> Unit:
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate

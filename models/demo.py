@@ -57,5 +57,5 @@ class DemoSequencer(PythonUnit):
             s = 1.0
         else:
             s = 0.5 + 0.5 * math.cos(math.pi * (phase - 0.7) / 0.3)
-        for i, (a, b) in enumerate(zip(self.pick, self.place)):
+        for i, (a, b) in enumerate(zip(self.pick, self.place, strict=True)):
             v[f"q_target_{i}"] = a + (b - a) * s

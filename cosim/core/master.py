@@ -301,7 +301,7 @@ class Master:
         for phase in range(period):
             due_mask = tuple(phase % self.step_ticks[n] == 0 for n in order)
             if due_mask not in plans:
-                due = [n for n, d in zip(order, due_mask) if d]
+                due = [n for n, d in zip(order, due_mask, strict=True) if d]
                 ops: list[tuple[list[_Read], _Write | None, Unit | None, int]] = []
                 if self.algorithm is Algorithm.JACOBI:
                     # outputs of units in sync with this tick; the others stay held
@@ -432,7 +432,7 @@ class Master:
 
     def _raise_non_finite(self, r: _Read, values: Sequence[Value], tick: int) -> None:
         outs = self._block[r.unit][2]
-        bad = [f"{o}={v!r}" for o, v in zip(outs, values)
+        bad = [f"{o}={v!r}" for o, v in zip(outs, values, strict=True)
                if isinstance(v, float) and not math.isfinite(v)]
         raise NonFiniteValueError(r.unit, f"output at t={self.grid.time(tick)!r}",
                                   f"non-finite value: {', '.join(bad)}")
@@ -487,7 +487,7 @@ class Master:
         for unit in self.units.values():
             try:
                 unit.terminate()
-            except Exception as exc:  # noqa: BLE001 - collect and report all
+            except Exception as exc:
                 errors.append(f"{unit.name}: {exc}")
         if errors:
             raise UnitError("system", "terminate", "; ".join(errors))

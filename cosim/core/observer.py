@@ -107,7 +107,7 @@ class Recorder(Observer):
                 except TypeError:
                     finite = True  # strings: nothing to check
                 if not finite:
-                    bad = [c for c, v in zip(self.columns[len(row) - 1:], values)
+                    bad = [c for c, v in zip(self.columns[len(row) - 1:], values, strict=False)
                            if isinstance(v, float) and not math.isfinite(v)]
                     raise NonFiniteValueError(unit_name, f"output at t={row[0]!r}",
                                               f"non-finite value in {', '.join(bad)}")

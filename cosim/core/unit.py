@@ -161,7 +161,7 @@ class PythonUnit(Unit):
         self.grid = grid
         self.initialize()
 
-    def initialize(self) -> None:  # noqa: B027 - optional hook
+    def initialize(self) -> None:
         """Hook: compute initial outputs from parameters. Default: nothing."""
 
     def step(self, tick: int, n_ticks: int) -> None:

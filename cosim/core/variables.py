@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
-Value = Union[float, int, bool, str]
+Value = float | int | bool | str
 
 
 class Causality(str, Enum):

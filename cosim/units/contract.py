@@ -92,7 +92,7 @@ def check_unit(unit: Any, base_step: float = 0.01, n_steps: int = 5, step_ticks:
 def _check_variables(unit: Any, problems: list[str]) -> Mapping[str, Variable] | None:
     try:
         variables = unit.variables
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
+    except Exception as exc:
         problems.append(f"'variables' raised {type(exc).__name__}: {exc}")
         return None
     if not isinstance(variables, Mapping):
@@ -118,7 +118,7 @@ def _check_values(unit: Any, variables: list[Variable], what: str, problems: lis
     if len(values) != len(variables):
         problems.append(f"get() returned {len(values)} values for {len(variables)} {what}s")
         return
-    for var, value in zip(variables, values):
+    for var, value in zip(variables, values, strict=True):
         if not isinstance(value, _PY_TYPES[var.type]):
             problems.append(f"{what} '{var.name}' is declared {var.type.value} but get() gave "
                             f"{type(value).__name__} {value!r}")
@@ -133,11 +133,13 @@ def _call(problems: list[str], what: str, fn: Any, *args: Any) -> Any:
     """Call ``fn``; on an exception record it and return :data:`FAILED`."""
     try:
         result = fn(*args)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
+    except Exception as exc:
         problems.append(f"{what} raised {type(exc).__name__}: {exc}")
         return FAILED
     return result
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:
-    return all((x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        (x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True)
+    )

@@ -60,7 +60,7 @@ class FMUUnit(Unit):
         if unknown:
             raise ConfigurationError(
                 f"unit '{name}' (FMU {self.path.name}): unknown parameter(s) {unknown}; "
-                f"parameters are {sorted(v.name for v in self._variables.values() if v.causality is Causality.PARAMETER)}"
+                f"parameters are {sorted(v.name for v in self.variables_by(Causality.PARAMETER))}"
             )
         self._fmu: Any = None
         self._unzipdir: Path | None = None
@@ -82,7 +82,7 @@ class FMUUnit(Unit):
             raise self._fail("load", f"archive has no {exc}") from None
         except ParseError as exc:
             raise self._fail("load", f"modelDescription.xml is not valid XML: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - fmpy raises plain Exceptions
+        except Exception as exc:
             raise self._fail("load", f"cannot read modelDescription.xml: {exc}") from None
         if md.coSimulation is None:
             raise self._fail("load", "the FMU has no co-simulation interface (model exchange only)")
@@ -121,7 +121,7 @@ class FMUUnit(Unit):
         self._unzipdir = Path(tempfile.mkdtemp(prefix=f"cosim-{self.name}-"))
         try:
             fmpy.extract(str(self.path), str(self._unzipdir))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._fail("extract", str(exc)) from exc
         cs = self.md.coSimulation
         cls = FMU2Slave if self.fmi_major == 2 else FMU3Slave
@@ -131,7 +131,7 @@ class FMUUnit(Unit):
         try:
             self._fmu = cls(guid=token, unzipDirectory=str(self._unzipdir),
                             modelIdentifier=cs.modelIdentifier, instanceName=self.name)
-        except Exception as exc:  # noqa: BLE001 - fmpy: missing library or functions
+        except Exception as exc:
             raise self._fail("load shared library", str(exc)) from exc
         self._loaded = True
         if self.fmi_major == 2:
@@ -155,7 +155,7 @@ class FMUUnit(Unit):
             yield
         except (FMUError, ConfigurationError):
             raise
-        except Exception as exc:  # noqa: BLE001 - fmpy raises FMICallException or plain Exception
+        except Exception as exc:
             raise self._wrap(call, exc) from exc
 
     def _wrap(self, call: str, exc: Exception) -> FMUError:
@@ -259,7 +259,7 @@ class FMUUnit(Unit):
                 got = ch.get(self._fmu, component)
                 if isinstance(got, int):
                     raise self._status_error(ch.function, got)
-                for p, v in zip(ch.positions, got):
+                for p, v in zip(ch.positions, got, strict=True):
                     values[p] = v
             return values
 
@@ -323,7 +323,7 @@ class FMUUnit(Unit):
             value = ctypes.c_int()
             self._fmu.fmi2GetBooleanStatus(self._fmu.component, fmi2Terminated, ctypes.byref(value))
             return "the FMU requested termination" if value.value else "fmi2DoStep returned discard"
-        except Exception:  # noqa: BLE001 - status query is optional in FMI 2.0
+        except Exception:
             return "fmi2DoStep returned discard"
 
     # State -----------------------------------------------------------------------------
@@ -372,7 +372,7 @@ class FMUUnit(Unit):
             for state in self._states:
                 try:
                     free(state)
-                except Exception:  # noqa: BLE001, S110 - best effort while shutting down
+                except Exception:
                     pass
             self._states.clear()
             try:

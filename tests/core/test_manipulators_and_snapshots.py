@@ -44,7 +44,7 @@ def test_override_on_connection_hits_only_that_link_within_its_window():
     m.build().step(7)
     clock_at = [m.grid.time(k) if k else 0.0 for k in range(7)]
     assert seen["b"] == clock_at
-    assert seen["a"] == clock_at[:3] + [100.0, 100.0] + clock_at[5:]
+    assert seen["a"] == [*clock_at[:3], 100.0, 100.0, *clock_at[5:]]
 
 
 def test_bias_and_transform_on_unit_input_stack_in_order():

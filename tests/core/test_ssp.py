@@ -59,7 +59,7 @@ def test_ssp_plant_runs_exactly_like_the_same_plant_built_by_hand(demo_ssp):
     plant.cleanup()
 
 
-def _repack(src: Path, dst: Path, ssd_edit=None, drop: str | None = None) -> Path:  # noqa: ANN001
+def _repack(src: Path, dst: Path, ssd_edit=None, drop: str | None = None) -> Path:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for name in zin.namelist():
             if name == drop:
@@ -78,7 +78,7 @@ def test_missing_and_corrupt_ssp(tmp_path, demo_ssp):
     bad.write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match="not a valid SSP"):
         read_ssp(bad)
-    with pytest.raises(ModelLoadError, match="no SystemStructure.ssd"):
+    with pytest.raises(ModelLoadError, match=r"no SystemStructure\.ssd"):
         read_ssp(_repack(demo_ssp, tmp_path / "nossd.ssp", drop="SystemStructure.ssd"))
 
 
