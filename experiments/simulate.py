@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -78,6 +79,7 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
         master.terminate()
     sim_time = master.time - spec.start_time
     summary: dict[str, object] = {
+        "status": "FINISHED",
         "plant": spec.name,
         "units": [u.name for u in spec.units],
         "ticks": result.end_tick,
@@ -100,6 +102,10 @@ def main(cfg: DictConfig) -> None:
         summary = simulate(cfg, out_dir)
     except (CosimError, OmegaConfBaseException) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "simulate.json").write_text(json.dumps({"status": "FAILED", "error": str(exc)}, indent=2))
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return  # the sweep goes on with its other jobs
         sys.exit(1)
     width = max(len(k) for k in summary)
     for key, value in summary.items():

@@ -112,3 +112,18 @@ def test_whole_demo_plant_restores_bit_for_bit():
     assert np.ptp(first["arm.q_0"][250:]) > 0.1  # the restored stretch really moves
     master.release_snapshot(snap)
     master.terminate()
+
+
+@pytest.mark.slow
+def test_sweep_goes_on_after_a_failing_job(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.simulate", "-m", "plant.base_step=abc,0.01", "duration=0.5",
+         "progress=false", f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    failed = json.loads((tmp_path / "0" / "simulate.json").read_text())
+    done = json.loads((tmp_path / "1" / "simulate.json").read_text())
+    assert failed["status"] == "FAILED" and "plant.base_step must be a float" in failed["error"]
+    assert done["status"] == "FINISHED" and done["ticks"] == 50
+    assert (tmp_path / "1" / "trace.parquet").is_file()
