@@ -14,7 +14,7 @@ from cosim.core.master import Master
 from cosim.core.observer import Recorder
 from cosim.core.unit import Unit
 from cosim.core.variables import Value
-from cosim.errors import ConfigurationError, CosimError
+from cosim.errors import ConfigurationError, ContractError, CosimError
 
 UnitFactory = Callable[[], Unit]
 
@@ -71,6 +71,7 @@ class SystemSpec:
                     raise ConfigurationError(f"unit '{spec.name}': its factory named it '{unit.name}'")
                 made.append(unit)
                 master.add_unit(unit, spec.step_ticks)
+            check_plant_contract(self, {u.name: u for u in made}, record if isinstance(record, Sequence) else ())
             for source, target in self.connections:
                 master.connect(source, target)
             for port, value in self.inputs.items():
@@ -83,6 +84,64 @@ class SystemSpec:
                 _quiet_terminate(unit)
             raise
         return master
+
+
+def check_plant_contract(spec: SystemSpec, units: Mapping[str, Unit], record: Sequence[str] = ()) -> None:
+    """Check every unit against what the plant expects of it; one error lists all problems.
+
+    What a plant expects of a unit is what its description uses: each connection end (an
+    output of the right type feeding, an input of the right type fed), each held input, each
+    recorded variable. A replacement station (another FMU, another tool) passes if it offers
+    all of these, whatever else it has.
+
+    Raises:
+        ContractError: naming the unit and listing every missing or mismatched variable.
+    """
+    from cosim.core.variables import Causality
+
+    problems: dict[str, list[str]] = {name: [] for name in units}
+
+    def var(port: str) -> tuple[str, str, Any]:
+        unit_name, _, var_name = port.partition(".")
+        unit = units.get(unit_name)
+        return unit_name, var_name, None if unit is None else unit.variables.get(var_name)
+
+    for source, target in spec.connections:
+        s_unit, s_var, s = var(source)
+        t_unit, t_var, t = var(target)
+        for unit_name, var_name, v, role, other, other_v in (
+            (s_unit, s_var, s, Causality.OUTPUT, target, t),
+            (t_unit, t_var, t, Causality.INPUT, source, s),
+        ):
+            if unit_name not in units:
+                continue  # an unknown unit is reported by the connection check
+            if v is None:
+                problems[unit_name].append(f"missing {role.value} '{var_name}' (connected to {other})")
+            elif v.causality is not role:
+                problems[unit_name].append(
+                    f"'{var_name}' is an {v.causality.value}, the plant needs an {role.value} (connected to {other})"
+                )
+            elif other_v is not None and other_v.type is not v.type:
+                problems[unit_name].append(
+                    f"'{var_name}' is {v.type.value}, the plant needs {other_v.type.value} (connected to {other})"
+                )
+    for port in spec.inputs:
+        unit_name, var_name, v = var(port)
+        if unit_name in units and v is None:
+            problems[unit_name].append(f"missing input '{var_name}' (given a value in the plant's inputs)")
+    for port in record:
+        unit_name, var_name, v = var(port)
+        if unit_name in units and v is None:
+            problems[unit_name].append(f"missing variable '{var_name}' (recorded by the plant)")
+    failing = {name: p for name, p in problems.items() if p}
+    if failing:
+        name, found = next(iter(failing.items()))
+        extra = sum(len(p) for p in failing.values()) - len(found)
+        subject = f"unit '{name}' ({type(units[name]).__name__}) in plant '{spec.name}'"
+        if len(failing) > 1:
+            others = [n for n in failing if n != name]
+            found = [*found, f"(and {extra} more problem(s) in unit(s) {others})"]
+        raise ContractError(subject, found)
 
 
 def _quiet_terminate(unit: Unit) -> None:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
-from cosim import ConfigurationError, InvalidConnectionError, ModelLoadError
+from cosim import ConfigurationError, ContractError, InvalidConnectionError, ModelLoadError
 from experiments.plant import register_resolvers
 from experiments.simulate import simulate
 from models.ssp import build_ssp
@@ -68,8 +68,10 @@ def test_ssp_plant_runs_to_its_default_stop_time(tmp_path):
         ("plant=ssp", ConfigurationError, "needs a path"),
         ("plant.units.press.path=/nonexistent/press.fmu", ModelLoadError,
          r"unit 'press'.*/nonexistent/press.fmu.*file not found"),
-        ("plant.connections=['sequencer.motor_cmd -> conveyor.nope']", InvalidConnectionError,
-         "unit 'conveyor' has no variable 'nope'"),
+        ("plant.connections=['sequencer.motor_cmd -> conveyor.nope']", ContractError,
+         r"(?s)unit 'conveyor'.*missing input 'nope' \(connected to sequencer.motor_cmd\)"),
+        ("plant.connections=['sequencer.motor_cmd -> nobody.u']", InvalidConnectionError,
+         "target unit 'nobody' does not exist"),
         ("plant.units.arm.robot=ur5", ConfigurationError, "ur5"),
         ("plant.units.inspection.step_ticks=two", ConfigurationError, "step_ticks must be an integer"),
         ("+plant.units.conveyor.parameters.speed=1", ConfigurationError, r"unknown parameter\(s\) \['speed'\]"),
@@ -127,3 +129,17 @@ def test_sweep_goes_on_after_a_failing_job(tmp_path):
     assert failed["status"] == "FAILED" and "plant.base_step must be a float" in failed["error"]
     assert done["status"] == "FINISHED" and done["ticks"] == 50
     assert (tmp_path / "1" / "trace.parquet").is_file()
+
+
+def test_replacement_station_is_checked_against_the_plant(tmp_path):
+    with pytest.raises(ContractError) as err:
+        simulate(config("duration=1", "plant.units.press.path=${fmu:conveyor}", "~plant.units.press.parameters",
+                        "plant.record=[press.pressure, press.ram_position]"), tmp_path)
+    text = str(err.value)
+    assert "unit 'press' (FMUUnit) in plant 'demo'" in text
+    assert "missing input 'valve_cmd' (connected to sequencer.valve_cmd)" in text
+    assert "missing variable 'pressure' (recorded by the plant)" in text
+    assert "missing variable 'ram_position' (recorded by the plant)" in text
+    # a replacement with the same variables (the FMI 3.0 build of the press) drops in
+    summary = simulate(config("duration=1", "plant.units.press.path=${fmu:press,3.0}"), tmp_path / "ok")
+    assert summary["completed"]

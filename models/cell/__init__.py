@@ -1,0 +1,1 @@
+"""The smart-factory cell: scene, robot controller, PLC, HMI and accounting."""

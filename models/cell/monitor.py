@@ -1,0 +1,164 @@
+"""Production and safety accounting of the cell, as an observer.
+
+It reads the PLC's counters, the scene's sensors and the press's true state after every
+step, and keeps: parts produced and rejected with their completion times (so cycle times),
+downtime intervals (the cell not producing, or producing nothing for longer than
+``stall_factor`` design cycles), and unsafe events with time stamps: arm collision, part
+dropped, overpressure, interlock violated (the press ram away from open while the light
+curtain sees the arm in the press zone).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cosim.core.connection import Port
+from cosim.core.observer import Observer
+from cosim.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cosim.core.master import Master
+
+DEFAULT_SIGNALS = {
+    "good": "plc.parts_good",
+    "rejected": "plc.parts_rejected",
+    "producing": "plc.producing",
+    "collisions": "cell.arm_collisions",
+    "dropped": "cell.parts_dropped",
+    "arm_in_press_zone": "cell.press_zone_occupied",
+    "overpressure": "press.overpressure",
+    "ram_position": "press.ram_position",
+}
+
+
+class CellMonitor(Observer):
+    """Counts production, cycle times, downtime and unsafe events.
+
+    Args:
+        design_cycle_s: the designed cycle time (s) of one part.
+        stall_factor: producing nothing for longer than this many design cycles counts as
+            downtime (from the last completion, or from the start).
+        ram_open_tolerance: ram travel (m) still counted as open.
+        signals: ``{role: "unit.variable"}`` overrides of :data:`DEFAULT_SIGNALS`.
+    """
+
+    def __init__(self, design_cycle_s: float, stall_factor: float = 2.0, ram_open_tolerance: float = 0.005,
+                 signals: Mapping[str, str] | None = None) -> None:
+        if not design_cycle_s > 0:
+            raise ConfigurationError(f"monitor: design_cycle_s must be positive, got {design_cycle_s}")
+        self.design_cycle_s = float(design_cycle_s)
+        self.stall_factor = float(stall_factor)
+        self.ram_open_tolerance = float(ram_open_tolerance)
+        self.signals = {**DEFAULT_SIGNALS, **dict(signals or {})}
+        unknown = set(self.signals) - set(DEFAULT_SIGNALS)
+        if unknown:
+            raise ConfigurationError(f"monitor: unknown signal roles {sorted(unknown)}")
+        self._master: Master | None = None
+        self._readers: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.completions: list[tuple[float, str]] = []  # (time, "good" | "rejected")
+        self.events: list[dict[str, Any]] = []
+        self.downtime: list[list[float]] = []  # [start, end]; end grows while it lasts
+        self.last: dict[str, Any] = {}
+        self.last_completion = 0.0
+        self.down_since: float | None = None
+        self.t = 0.0
+
+    def on_start(self, master: Master) -> None:
+        self._master = master
+        self._readers = []
+        for role, text in self.signals.items():
+            port = Port.parse(text)
+            unit = master.units.get(port.unit)
+            if unit is None or port.variable not in unit.variables:
+                raise ConfigurationError(f"monitor: signal {role} = '{text}' is not a variable of the plant")
+            self._readers.append((role, unit.reader([port.variable])))
+        self._reset()
+        self.t0 = master.time
+        self.last_completion = master.time
+        self.last = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        return {role: reader()[0] for role, reader in self._readers}
+
+    def after_step(self, tick: int) -> None:
+        assert self._master is not None
+        t = self._master.grid.time(tick)
+        now = self._read()
+        last = self.last
+        for kind in ("good", "rejected"):
+            for _ in range(max(0, now[kind] - last[kind])):
+                self.completions.append((t, kind))
+                self.last_completion = t
+        if now["collisions"] > last["collisions"]:
+            self._event(t, "arm_collision", f"arm touched a station ({now['collisions']} so far)")
+        if now["dropped"] > last["dropped"]:
+            self._event(t, "part_dropped", f"{now['dropped'] - last['dropped']} part(s) dropped")
+        if now["overpressure"] and not last["overpressure"]:
+            self._event(t, "overpressure", "press relief valve acted")
+        violated = now["arm_in_press_zone"] and now["ram_position"] > self.ram_open_tolerance
+        was = last["arm_in_press_zone"] and last["ram_position"] > self.ram_open_tolerance
+        if violated and not was:
+            self._event(t, "interlock_violated",
+                        f"ram at {now['ram_position'] * 1000:.1f} mm with the arm in the press zone")
+        stalled = t - self.last_completion > self.stall_factor * self.design_cycle_s
+        down = (not now["producing"]) or stalled
+        if down and self.down_since is None:
+            start = t if not stalled or not now["producing"] else self.last_completion
+            self.down_since = start
+            self.downtime.append([start, t])
+        elif down:
+            self.downtime[-1][1] = t
+        elif self.down_since is not None:
+            self.downtime[-1][1] = t
+            self.down_since = None
+        self.last = now
+        self.t = t
+
+    def _event(self, t: float, kind: str, detail: str) -> None:
+        self.events.append({"t": t, "kind": kind, "detail": detail})
+
+    def save_state(self) -> Any:
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_master", "_readers")})
+
+    def restore_state(self, state: Any) -> None:
+        self.__dict__.update(copy.deepcopy(state))
+
+    # results --------------------------------------------------------------------------
+    @property
+    def unsafe_events(self) -> list[dict[str, Any]]:
+        return list(self.events)
+
+    def summary(self) -> dict[str, Any]:
+        """Production and safety figures over the run so far."""
+        done = [t for t, _ in self.completions]
+        cycles = [b - a for a, b in itertools.pairwise(done)]
+        good = sum(1 for _, k in self.completions if k == "good")
+        rejected = len(self.completions) - good
+        elapsed = self.t - getattr(self, "t0", 0.0)
+        downtime_s = sum(end - start for start, end in self.downtime)
+        by_kind: dict[str, int] = {}
+        for e in self.events:
+            by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
+        return {
+            "parts_produced": good,
+            "parts_rejected": rejected,
+            "parts_completed": len(self.completions),
+            "cycle_time_mean_s": sum(cycles) / len(cycles) if cycles else None,
+            "cycle_time_max_s": max(cycles) if cycles else None,
+            "first_part_s": done[0] - getattr(self, "t0", 0.0) if done else None,
+            "throughput_per_h": 3600.0 * len(self.completions) / elapsed if elapsed > 0 else 0.0,
+            "downtime_s": downtime_s,
+            "downtime_frac": downtime_s / elapsed if elapsed > 0 else 0.0,
+            "downtime_intervals": [list(d) for d in self.downtime],
+            "unsafe_events": len(self.events),
+            "unsafe_by_kind": by_kind,
+            "sim_time_s": elapsed,
+        }
+
+

@@ -1,0 +1,156 @@
+"""The robot controller: named tool poses, inverse kinematics, smooth joint trajectories.
+
+Like an industrial robot controller it sits between the PLC and the arm: the PLC sends a
+waypoint number on ``cmd``; the controller plans a joint-space move to the pose it computed
+for that waypoint and streams joint targets to the arm's position motors. It reads the arm's
+measured joint positions (through connections) to report ``at_target``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+from cosim.core.unit import PythonUnit, real
+from cosim.core.variables import Causality, Variable, VarType
+from cosim.errors import ConfigurationError
+from cosim.units.bullet import ROBOTS, BulletArm
+
+DOWN = (math.pi, 0.0, 0.0)  # tool z axis pointing at the floor
+
+
+class RobotController(PythonUnit):
+    """Moves the arm between named tool-tip positions.
+
+    Args:
+        name: unit name.
+        robot: the arm's robot name or URDF path (the controller loads its own kinematic copy).
+        waypoints: ``{name: [x, y, z]}`` tool-tip positions in the world frame (tool pointing
+            down), or ``{name: [q0, ..., qn]}`` joint positions, in the order that gives their
+            numbers (the first is where the arm starts).
+        n_joints: arm joints to command (default: every non-finger movable joint).
+        tool_link: link carrying the tool (default: the robot's end-effector link).
+        tool_offset: tool tip in the tool link's frame (m).
+        max_joint_speed: rad/s of the fastest joint during a move.
+        tolerance: rad; ``at_target`` once every joint is within it at the end of a move.
+        base_position: the arm's base position (m), as in the plant.
+    """
+
+    def __init__(self, name: str, robot: str, waypoints: Mapping[str, Sequence[float]],
+                 tool_link: str | None = None, tool_offset: Sequence[float] = (0.0, 0.0, 0.0),
+                 max_joint_speed: float = 1.5, tolerance: float = 0.02,
+                 base_position: Sequence[float] = (0.0, 0.0, 0.0),
+                 tool_yaw: float = 0.0) -> None:
+        if not waypoints:
+            raise ConfigurationError(f"unit '{name}': no waypoints")
+        self.waypoint_names = list(waypoints)
+        self.poses = self._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw)
+        n = len(self.poses[0])
+        variables = [
+            Variable("cmd", Causality.INPUT, VarType.INTEGER, 0, "", "waypoint number to move to"),
+            *[real(f"q_{i}", "input", self.poses[0][i], "rad") for i in range(n)],
+            *[real(f"q_target_{i}", "output", self.poses[0][i], "rad") for i in range(n)],
+            Variable("busy", Causality.OUTPUT, VarType.BOOLEAN, False),
+            Variable("at_target", Causality.OUTPUT, VarType.BOOLEAN, True),
+            Variable("pos_id", Causality.OUTPUT, VarType.INTEGER, 0, "", "waypoint reached, -1 moving"),
+            Variable("cmd_error", Causality.OUTPUT, VarType.BOOLEAN, False),
+        ]
+        super().__init__(name, variables)
+        self.n = n
+        self.max_joint_speed = float(max_joint_speed)
+        self.tolerance = float(tolerance)
+        self.goal_id = 0
+        self.start = list(self.poses[0])
+        self.t_start = 0.0
+        self.duration = 0.0
+
+    @staticmethod
+    def _solve(name: str, robot: str, waypoints: Mapping[str, Sequence[float]], tool_link: str | None,
+               tool_offset: Sequence[float], base_position: Sequence[float], tool_yaw: float) -> list[list[float]]:
+        """Joint positions for every waypoint, by damped IK on a private kinematic copy."""
+        probe = BulletArm(f"{name}-ik", robot, base_position=base_position, ee_link=tool_link)
+        client: BulletClient = probe.client
+        body = probe.body_id
+        joints = list(probe.arm_joints)
+        link = probe.ee_link
+        movable = [j for j in range(client.getNumJoints(body))
+                   if client.getJointInfo(body, j)[2] in (pybullet.JOINT_REVOLUTE, pybullet.JOINT_PRISMATIC)]
+        lower = [client.getJointInfo(body, j)[8] for j in movable]
+        upper = [client.getJointInfo(body, j)[9] for j in movable]
+        ranges = [u - lo for lo, u in zip(lower, upper, strict=True)]
+        preset = ROBOTS.get(robot)
+        home = list(preset.home) if preset and preset.home else [0.0] * len(joints)
+        home_rest = home + [0.0] * (len(movable) - len(joints))
+        orn = pybullet.getQuaternionFromEuler((DOWN[0], DOWN[1], tool_yaw))
+        rot = pybullet.getMatrixFromQuaternion(orn)
+        off = [float(v) for v in tool_offset]
+        poses: list[list[float]] = []
+        try:
+            for wp_name, tip in waypoints.items():
+                tip = [float(v) for v in tip]
+                if len(tip) == len(joints):  # a joint-space pose, taken as it is
+                    poses.append(tip)
+                    continue
+                if len(tip) != 3:
+                    raise ConfigurationError(
+                        f"unit '{name}': waypoint '{wp_name}' needs x, y, z (or {len(joints)} joint positions)"
+                    )
+                target = [tip[r] - sum(rot[3 * r + c] * off[c] for c in range(3)) for r in range(3)]
+                # start from the home posture turned towards the target (IK converges to the
+                # nearby elbow-up solution instead of wandering through null space)
+                rest = list(home_rest)
+                rest[0] = math.atan2(target[1] - base_position[1], target[0] - base_position[0])
+                for j, q in zip(movable, rest, strict=True):
+                    client.resetJointState(body, j, q)
+                q_sol: Sequence[float] = rest
+                for _ in range(30):
+                    q_sol = client.calculateInverseKinematics(
+                        body, link, target, orn, lowerLimits=lower, upperLimits=upper,
+                        jointRanges=ranges, restPoses=rest, maxNumIterations=100, residualThreshold=1e-6)
+                    for j, q in zip(movable, q_sol, strict=False):
+                        client.resetJointState(body, j, q)
+                pos = client.getLinkState(body, link, computeForwardKinematics=True)[4]
+                err = math.dist(pos, target)
+                if err > 0.005:
+                    raise ConfigurationError(
+                        f"unit '{name}': waypoint '{wp_name}' {tip} is out of reach of robot '{robot}' "
+                        f"(inverse kinematics misses by {err * 1000:.0f} mm)"
+                    )
+                poses.append([float(q) for q in q_sol[:len(joints)]])
+        finally:
+            probe.terminate()
+        return poses
+
+    def waypoint(self, name: str) -> int:
+        """The number of a waypoint, for PLC programs and tests."""
+        try:
+            return self.waypoint_names.index(name)
+        except ValueError:
+            raise ConfigurationError(f"unit '{self.name}': no waypoint '{name}'; "
+                                     f"waypoints are {self.waypoint_names}") from None
+
+    def do_step(self, t: float, h: float) -> None:
+        v = self.values
+        cmd = int(v["cmd"])
+        valid = 0 <= cmd < len(self.poses)
+        v["cmd_error"] = not valid
+        if valid and cmd != self.goal_id:
+            # start a new move from wherever the targets are now
+            self.start = [v[f"q_target_{i}"] for i in range(self.n)]
+            goal = self.poses[cmd]
+            span = max(abs(g - s) for g, s in zip(goal, self.start, strict=True))
+            self.duration = max(span / self.max_joint_speed, 0.1)
+            self.t_start = t
+            self.goal_id = cmd
+        goal = self.poses[self.goal_id]
+        tau = (t + h - self.t_start) / self.duration if self.duration > 0 else 1.0
+        s = 1.0 if tau >= 1.0 else 0.5 - 0.5 * math.cos(math.pi * tau)
+        for i in range(self.n):
+            v[f"q_target_{i}"] = self.start[i] + (goal[i] - self.start[i]) * s
+        arrived = s >= 1.0 and all(abs(v[f"q_{i}"] - goal[i]) < self.tolerance for i in range(self.n))
+        v["at_target"] = arrived
+        v["busy"] = not arrived
+        v["pos_id"] = self.goal_id if arrived else -1
