@@ -33,7 +33,7 @@ from models import build as builder
 from models.build import FMUBuildError, available_models, build, build_fmu, platform_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-C_MODELS = ["conveyor", "integrator", "press"]
+C_MODELS = ["conveyor", "feeder", "integrator", "press"]
 ALL_BUILDS = [(m, v) for m in C_MODELS for v in ("2.0", "3.0")] + [("inspection", "2.0")]
 
 
@@ -154,7 +154,7 @@ def copied_sources(tmp_path) -> Path:
 
 
 def test_available_models():
-    assert set(available_models()) >= {"conveyor", "press", "integrator", "inspection"}
+    assert set(available_models()) >= {"conveyor", "feeder", "press", "integrator", "inspection"}
 
 
 @pytest.mark.parametrize("model,version", ALL_BUILDS)
@@ -372,6 +372,8 @@ def _drive(s: Slave, model: str, n: int) -> list[tuple]:
             s.set("valve_cmd", (k // 20) % 2 == 0)
         elif model == "integrator":
             s.set("u", math.cos(0.2 * k))
+        elif model == "feeder":
+            s.set("release_cmd", (k // 12) % 2 == 0)
         else:
             s.set("part_present", (k // 5) % 2 == 1)
             s.set("part_quality", 0.6 + 0.3 * math.sin(k))

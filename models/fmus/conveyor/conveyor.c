@@ -26,14 +26,24 @@
  *
  * Encoder: encoder_count = floor(x * encoder_resolution), wrapped to a signed 32-bit
  * counter like a hardware quadrature counter. belt_phase = x mod belt_length.
+ *
+ * Sensor noise (prng.h): speed_meas = belt_speed + speed_noise * z1 and
+ * current_meas = motor_current + current_noise * z2, with z1, z2 standard normal. The
+ * generator is seeded from `seed` in model_init, which also draws the noise of the
+ * initial outputs (t = start time); afterwards exactly two variates are drawn at the end
+ * of every doStep, for the new communication point -- independent of the step size and
+ * of the noise settings (std 0 gives the true value exactly). The generator lives in
+ * ModelData, so it is part of the FMU state. The true outputs never see the noise.
  */
 #include <math.h>
 
 #include "model.h"
 #include "model_spec.h"
+#include "prng.h"
 
 typedef struct {
     ModelVariables v; /* must be first */
+    Prng rng;         /* sensor noise generator (part of the FMU state) */
 } ModelData;
 
 const size_t MODEL_DATA_SIZE = sizeof(ModelData);
@@ -60,6 +70,11 @@ static ModelStatus check_parameters(const ModelVariables *v, ModelEnv *env)
     if (!(v->stall_current >= 0.0) || !(v->rated_current >= 0.0)) {
         model_logf(env, MODEL_ERROR, "conveyor: currents must be >= 0 (stall %g, rated %g).", v->stall_current,
                    v->rated_current);
+        return MODEL_ERROR;
+    }
+    if (!(v->speed_noise >= 0.0) || !(v->current_noise >= 0.0)) {
+        model_logf(env, MODEL_ERROR, "conveyor: noise standard deviations must be >= 0 (speed %g, current %g).",
+                   v->speed_noise, v->current_noise);
         return MODEL_ERROR;
     }
     return MODEL_OK;
@@ -92,14 +107,24 @@ static void update_outputs(ModelVariables *v)
     if (v->gain > 0.0) v->motor_current -= (v->stall_current - v->rated_current) * v->belt_speed / v->gain;
 }
 
+/* Measured outputs for the current communication point: two draws, in this order. */
+static void update_measurements(ModelData *d)
+{
+    d->v.speed_meas = prng_measure(&d->rng, d->v.belt_speed, d->v.speed_noise);
+    d->v.current_meas = prng_measure(&d->rng, d->v.motor_current, d->v.current_noise);
+}
+
 ModelStatus model_init(void *data, double start_time, ModelEnv *env)
 {
-    ModelVariables *v = &((ModelData *)data)->v;
+    ModelData *d = (ModelData *)data;
+    ModelVariables *v = &d->v;
     (void)start_time;
     if (check_parameters(v, env) != MODEL_OK) return MODEL_ERROR;
     v->belt_speed = 0.0;
     v->belt_position = 0.0;
     update_outputs(v);
+    PRNG_SEED_MODEL(&d->rng, v->seed); /* re-seeded on every call: model_init stays idempotent */
+    update_measurements(d);
     return MODEL_OK;
 }
 
@@ -116,5 +141,6 @@ ModelStatus model_do_step(void *data, double t, double h, ModelEnv *env)
     v->belt_position += v_ss * h + (v0 - v_ss) * v->tau * one_minus_a;
     v->belt_speed = v0 + (v_ss - v0) * one_minus_a;
     update_outputs(v);
+    update_measurements((ModelData *)data);
     return MODEL_OK;
 }

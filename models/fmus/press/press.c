@@ -28,14 +28,27 @@
  * When pressure and ram have settled at their equilibrium (within 1e-12) the remaining
  * sub-steps are skipped, so a step of any size h > 0 costs at most a few thousand
  * sub-steps.
+ *
+ * Limit switches (on the true ram position): closed_switch when x >= stroke - switch_tolerance,
+ * open_switch when x <= switch_tolerance.
+ *
+ * Sensor noise (prng.h): pressure_meas = pressure + pressure_noise * z1 and
+ * ram_position_meas = ram_position + position_noise * z2, z1, z2 standard normal, not
+ * clipped (a real transducer reads slightly negative around zero). The generator is seeded
+ * from `seed` in model_init, which also draws the noise of the initial outputs; afterwards
+ * exactly two variates are drawn at the end of every doStep, after the sub-stepping, so
+ * the noise does not depend on the number of sub-steps. std 0 gives the true value exactly.
+ * The generator lives in ModelData and is part of the FMU state.
  */
 #include <math.h>
 
 #include "model.h"
 #include "model_spec.h"
+#include "prng.h"
 
 typedef struct {
     ModelVariables v; /* must be first */
+    Prng rng;         /* sensor noise generator (part of the FMU state) */
 } ModelData;
 
 const size_t MODEL_DATA_SIZE = sizeof(ModelData);
@@ -54,6 +67,7 @@ static ModelStatus check_parameters(const ModelVariables *v, ModelEnv *env)
         {"tau_ram", v->tau_ram, 1},                 {"stroke", v->stroke, 1},
         {"piston_area", v->piston_area, 1},         {"spring_rate", v->spring_rate, 1},
         {"spring_preload", v->spring_preload, 0},   {"switch_tolerance", v->switch_tolerance, 0},
+        {"pressure_noise", v->pressure_noise, 0},   {"position_noise", v->position_noise, 0},
     };
     size_t i;
     for (i = 0; i < sizeof checks / sizeof checks[0]; i++) {
@@ -78,17 +92,28 @@ static double clamp(double x, double lo, double hi) { return x < lo ? lo : (x > 
 static void update_switches(ModelVariables *v)
 {
     v->closed_switch = v->ram_position >= v->stroke - v->switch_tolerance;
+    v->open_switch = v->ram_position <= v->switch_tolerance;
+}
+
+/* Measured outputs for the current communication point: two draws, in this order. */
+static void update_measurements(ModelData *d)
+{
+    d->v.pressure_meas = prng_measure(&d->rng, d->v.pressure, d->v.pressure_noise);
+    d->v.ram_position_meas = prng_measure(&d->rng, d->v.ram_position, d->v.position_noise);
 }
 
 ModelStatus model_init(void *data, double start_time, ModelEnv *env)
 {
-    ModelVariables *v = &((ModelData *)data)->v;
+    ModelData *d = (ModelData *)data;
+    ModelVariables *v = &d->v;
     (void)start_time;
     if (check_parameters(v, env) != MODEL_OK) return MODEL_ERROR;
     v->pressure = 0.0;
     v->ram_position = 0.0;
     v->overpressure = 0;
     update_switches(v);
+    PRNG_SEED_MODEL(&d->rng, v->seed); /* re-seeded on every call: model_init stays idempotent */
+    update_measurements(d);
     return MODEL_OK;
 }
 
@@ -136,5 +161,6 @@ ModelStatus model_do_step(void *data, double t, double h, ModelEnv *env)
     v->ram_position = x;
     v->overpressure = relieved;
     update_switches(v);
+    update_measurements((ModelData *)data);
     return MODEL_OK;
 }

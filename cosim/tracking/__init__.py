@@ -1,0 +1,1 @@
+"""Results: plots and (later) summaries and MLflow logging."""

@@ -1,0 +1,69 @@
+"""Timeline plots of recorded signals, with events and shaded intervals (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosim.errors import ConfigurationError
+
+_EVENT_COLOURS = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+
+
+def timeline(data: Mapping[str, np.ndarray], panels: Sequence[Sequence[str]] | Mapping[str, Sequence[str]],
+             path: str | Path, events: Sequence[Mapping[str, Any]] = (),
+             intervals: Mapping[str, Sequence[Sequence[float]]] | None = None,
+             title: str = "", width: float = 11.0, panel_height: float = 1.6) -> Path:
+    """Plot signals against ``data["time"]``, one panel per group, and save a PNG.
+
+    Args:
+        data: columns by name (a recorder's ``as_dict()``), including ``"time"``.
+        panels: groups of column names, one panel each (a mapping gives panel titles).
+        events: ``{"t": time, "kind": text}`` drawn as vertical lines, coloured by kind.
+        intervals: ``{label: [[start, end], ...]}`` drawn as shaded spans (downtime, attacks).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "time" not in data:
+        raise ConfigurationError("timeline: data has no 'time' column")
+    groups = list(panels.items()) if isinstance(panels, Mapping) else [(None, list(p)) for p in panels]
+    missing = [name for _, cols in groups for name in cols if name not in data]
+    if missing:
+        raise ConfigurationError(f"timeline: no recorded column(s) {missing}")
+    t = np.asarray(data["time"], dtype=float)
+    fig, axes = plt.subplots(len(groups), 1, sharex=True, squeeze=False,
+                             figsize=(width, panel_height * len(groups) + 0.8))
+    kinds = sorted({str(e["kind"]) for e in events})
+    colours = {k: _EVENT_COLOURS[i % len(_EVENT_COLOURS)] for i, k in enumerate(kinds)}
+    shades = ["0.85", "#ffe0b3", "#cce5ff", "#d9f2d9"]
+    for ax, (label, cols) in zip(axes[:, 0], groups, strict=True):
+        for col in cols:
+            y = np.asarray(data[col], dtype=float)
+            ax.plot(t, y, lw=1.0, label=col, drawstyle="steps-post" if data[col].dtype != np.float64 else "default")
+        for i, (name, spans) in enumerate((intervals or {}).items()):
+            for j, (a, b) in enumerate(spans):
+                ax.axvspan(a, b, color=shades[i % len(shades)], alpha=0.6, lw=0, label=name if j == 0 else None)
+        for e in events:
+            ax.axvline(float(e["t"]), color=colours[str(e["kind"])], lw=0.8, ls="--")
+        ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(cols) + len(intervals or {})))
+        if label:
+            ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+    if kinds:
+        handles = [plt.Line2D([0], [0], color=colours[k], ls="--") for k in kinds]
+        fig.legend(handles, kinds, loc="lower center", ncol=len(kinds), fontsize=8)
+    axes[-1, 0].set_xlabel("time [s]")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 if kinds else 0, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
