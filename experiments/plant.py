@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cosim.core.observer import Observer
 from cosim.core.unit import Unit
 from cosim.errors import ConfigurationError, CosimError
 from cosim.ssp import read_ssp
@@ -116,3 +117,27 @@ def _factory(name: str, ucfg: DictConfig):
                                      f"{cause or exc}") from None
 
     return make
+
+
+def instantiate_observer(name: str, ocfg: Any, **kwargs: Any) -> Observer:
+    """An observer from a ``_target_`` config (extra keyword arguments override it)."""
+    from hydra.utils import instantiate
+
+    if ocfg is None or "_target_" not in ocfg:
+        raise ConfigurationError(f"observer '{name}' needs a _target_ in the plant config")
+    try:
+        obs = instantiate(_plain(ocfg), **kwargs, _convert_="all")
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the cause
+        cause = exc.__cause__ or exc
+        if isinstance(cause, CosimError):
+            raise cause from None
+        raise ConfigurationError(f"observer '{name}': cannot instantiate {ocfg.get('_target_')}: {cause}") from None
+    if not isinstance(obs, Observer):
+        raise ConfigurationError(f"observer '{name}': {type(obs).__name__} is not a cosim Observer")
+    return obs
+
+
+def plant_observers(plant: DictConfig) -> dict[str, Observer]:
+    """The plant's own observers (``observers: {name: {_target_: ...}}``), e.g. its accounting."""
+    return {str(name): instantiate_observer(str(name), ocfg)
+            for name, ocfg in (plant.get("observers") or {}).items() if ocfg is not None}

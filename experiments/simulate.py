@@ -22,7 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
-from experiments.plant import plant_spec, register_resolvers
+from cosim.tracking.plots import timeline
+from experiments.plant import instantiate_observer, plant_observers, plant_spec, register_resolvers
 
 register_resolvers()
 
@@ -55,7 +56,7 @@ class Progress:
 
 
 def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
-    """Build the plant of ``cfg``, run it, write the traces; return a small summary."""
+    """Build the plant of ``cfg``, run it, write traces, plot and pictures; return a summary."""
     spec = plant_spec(cfg.plant)
     duration = cfg.duration if cfg.get("duration") is not None else spec.stop_time
     if duration is None:
@@ -65,6 +66,13 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
                         record_interval=int(cfg.record.interval))
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
+    observers = plant_observers(cfg.plant)
+    if cfg.get("render") and cfg.render.enabled:
+        observers["frames"] = instantiate_observer("render", cfg.plant.get("renderer"),
+                                                   every=int(cfg.render.every_ticks),
+                                                   width=int(cfg.render.width), height=int(cfg.render.height))
+    for observer in observers.values():
+        master.add_observer(observer)
     t0 = time.perf_counter()
     try:
         result = master.run(duration=float(duration) - (master.time - spec.start_time),
@@ -89,10 +97,38 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
         "completed": result.completed,
         "stopped_by": str(result.discarded) if result.discarded else None,
         "samples": len(recorder.rows),
-        "files": files,
     }
-    (out_dir / "simulate.json").write_text(json.dumps(summary, indent=2))
+    events: list[dict[str, object]] = []
+    intervals: dict[str, list[list[float]]] = {}
+    for name, observer in observers.items():
+        if hasattr(observer, "summary"):
+            summary[name] = observer.summary()
+        events += list(getattr(observer, "events", []))
+        if getattr(observer, "downtime", None):
+            intervals["downtime"] = list(observer.downtime)
+        if hasattr(observer, "write"):
+            files.update(observer.write(out_dir))
+    panels = cfg.plant.get("plot_panels")
+    if cfg.get("plot", True) and panels:
+        files["timeline"] = str(timeline(recorder.as_dict(), OmegaConf.to_container(panels),
+                                         out_dir / "timeline.png", events=events, intervals=intervals,
+                                         title=f"{spec.name}: {sim_time:.0f} s simulated"))
+    summary["files"] = files
+    (out_dir / "simulate.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def print_table(summary: dict[str, object], indent: str = "") -> None:
+    """Print a summary as an aligned two-column table (nested dicts indented)."""
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            print(f"{indent}{key}")
+            print_table(value, indent + "  ")
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        print(f"{indent}{key:<{width}}  {value}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="simulate")
@@ -107,11 +143,7 @@ def main(cfg: DictConfig) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             return  # the sweep goes on with its other jobs
         sys.exit(1)
-    width = max(len(k) for k in summary)
-    for key, value in summary.items():
-        if isinstance(value, float):
-            value = f"{value:.4g}"
-        print(f"{key:<{width}}  {value}")
+    print_table(summary)
 
 
 if __name__ == "__main__":

@@ -475,12 +475,17 @@ class BulletArm(Unit):
                             targetPositions=targets, targetVelocities=self._zero_vel,
                             forces=self._forces, positionGains=self._kps, velocityGains=self._kds)
                 self._sent = targets
-            step_sim = self._step_sim
-            for _ in range(k):
-                step_sim()
+            self._simulate(k)
             self._read_outputs()
         except pybullet.error as exc:
             raise UnitError(self.name, "step", str(exc)) from None
+
+    def _simulate(self, k: int) -> None:
+        """Run ``k`` physics sub-steps. Subclasses override this to act between sub-steps
+        (kinematic bodies, carried objects); they must call ``stepSimulation`` ``k`` times."""
+        step_sim = self._step_sim
+        for _ in range(k):
+            step_sim()
 
     def _read_outputs(self) -> None:
         vals = self._values
