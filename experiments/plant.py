@@ -127,7 +127,7 @@ def instantiate_observer(name: str, ocfg: Any, **kwargs: Any) -> Observer:
         raise ConfigurationError(f"observer '{name}' needs a _target_ in the plant config")
     try:
         obs = instantiate(_plain(ocfg), **kwargs, _convert_="all")
-    except Exception as exc:  # noqa: BLE001 - Hydra wraps the cause
+    except Exception as exc:
         cause = exc.__cause__ or exc
         if isinstance(cause, CosimError):
             raise cause from None

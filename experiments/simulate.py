@@ -62,8 +62,9 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     if duration is None:
         raise ConfigurationError("no duration: set duration=... (the plant gives no stop time)")
     record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
+    interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
     master = spec.build(record=OmegaConf.to_container(record) if record is not None else True,
-                        record_interval=int(cfg.record.interval))
+                        record_interval=int(interval))
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
     observers = plant_observers(cfg.plant)

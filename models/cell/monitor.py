@@ -71,20 +71,26 @@ class CellMonitor(Observer):
 
     def on_start(self, master: Master) -> None:
         self._master = master
-        self._readers = []
+        by_unit: dict[str, list[tuple[str, str]]] = {}
         for role, text in self.signals.items():
             port = Port.parse(text)
             unit = master.units.get(port.unit)
             if unit is None or port.variable not in unit.variables:
                 raise ConfigurationError(f"monitor: signal {role} = '{text}' is not a variable of the plant")
-            self._readers.append((role, unit.reader([port.variable])))
+            by_unit.setdefault(port.unit, []).append((role, port.variable))
+        # one read per unit and step
+        self._readers = [([role for role, _ in pairs], master.units[name].reader([v for _, v in pairs]))
+                         for name, pairs in by_unit.items()]
         self._reset()
         self.t0 = master.time
         self.last_completion = master.time
         self.last = self._read()
 
     def _read(self) -> dict[str, Any]:
-        return {role: reader()[0] for role, reader in self._readers}
+        out: dict[str, Any] = {}
+        for roles, reader in self._readers:
+            out.update(zip(roles, reader(), strict=True))
+        return out
 
     def after_step(self, tick: int) -> None:
         assert self._master is not None

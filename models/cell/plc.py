@@ -223,12 +223,16 @@ class CellPLC(PythonUnit):
         wp = self.wp
         if step is Step.IDLE:
             self.robot_req = wp["home"]
-            if v["part_at_pick"] and not v["fixture_occupied"] and not v["inspect_present"] and v["open_switch"]:
+            at_home = v["at_target"] and v["pos_id"] == wp["home"]  # every transfer passes home
+            if at_home and v["part_at_pick"] and not v["fixture_occupied"] and not v["inspect_present"] \
+                    and v["open_switch"]:
                 self._goto(Step.PICK_APPROACH, t)
         elif step in _MOVES:
             role, nxt = _MOVES[step]
             self.robot_req = wp[role]
             if v["at_target"] and v["pos_id"] == wp[role] and not self.robot_blocked:
+                if nxt is Step.INSPECT_DESCEND:
+                    self.results_seen = v["inspections_done"]  # before the part reaches the camera
                 self._goto(nxt, t)
         elif step is Step.PICK_GRIP or step is Step.UNLOAD_GRIP:
             self.suction_req = True
@@ -243,8 +247,6 @@ class CellPLC(PythonUnit):
             sensed = v["fixture_occupied"] if step is Step.PLACE_RELEASE else v["inspect_present"]
             if not v["part_held"] and sensed and self._elapsed(t) >= self.settle_time:
                 self._goto(Step.PLACE_RETREAT if step is Step.PLACE_RELEASE else Step.INSPECT_RETREAT, t)
-                if step is Step.INSPECT_RELEASE:
-                    self.results_seen = v["inspections_done"]
             elif self._elapsed(t) > self.place_timeout:
                 self._alarm(int(step))
         elif step is Step.CLEAR_PRESS:

@@ -29,8 +29,10 @@ class RobotController(PythonUnit):
         name: unit name.
         robot: the arm's robot name or URDF path (the controller loads its own kinematic copy).
         waypoints: ``{name: [x, y, z]}`` tool-tip positions in the world frame (tool pointing
-            down), or ``{name: [q0, ..., qn]}`` joint positions, in the order that gives their
-            numbers (the first is where the arm starts).
+            down), ``{name: [q0, ..., qn]}`` joint positions, or ``{name: null}`` for the robot's
+            home posture turned by ``home_yaw``; in the order that gives their numbers (the
+            first is where the arm starts).
+        tool_link, tool_offset: the tool; default the cell's suction tool for this robot.
         n_joints: arm joints to command (default: every non-finger movable joint).
         tool_link: link carrying the tool (default: the robot's end-effector link).
         tool_offset: tool tip in the tool link's frame (m).
@@ -39,37 +41,49 @@ class RobotController(PythonUnit):
         base_position: the arm's base position (m), as in the plant.
     """
 
-    def __init__(self, name: str, robot: str, waypoints: Mapping[str, Sequence[float]],
-                 tool_link: str | None = None, tool_offset: Sequence[float] = (0.0, 0.0, 0.0),
+    def __init__(self, name: str, robot: str, waypoints: Mapping[str, Sequence[float] | None],
+                 tool_link: str | None = None, tool_offset: Sequence[float] | None = None,
                  max_joint_speed: float = 1.5, tolerance: float = 0.02,
                  base_position: Sequence[float] = (0.0, 0.0, 0.0),
-                 tool_yaw: float = 0.0) -> None:
+                 tool_yaw: float = 0.0, home_yaw: float = 0.0) -> None:
         if not waypoints:
             raise ConfigurationError(f"unit '{name}': no waypoints")
+        from models.cell.scene import TOOLS  # the cell's suction tool per robot
+
+        default_link, default_offset = TOOLS.get(str(robot), (None, (0.0, 0.0, 0.0)))
+        tool_link = tool_link if tool_link is not None else default_link
+        tool_offset = tool_offset if tool_offset is not None else default_offset
         self.waypoint_names = list(waypoints)
-        self.poses = self._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw)
+        self.poses = self._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw,
+                                 home_yaw)
         n = len(self.poses[0])
+        preset = ROBOTS.get(str(robot))
+        if preset is not None and len(preset.home) == n:  # where the arm is at setup
+            start = [preset.home[0] + float(home_yaw), *preset.home[1:]]
+        else:
+            start = list(self.poses[0])
         variables = [
             Variable("cmd", Causality.INPUT, VarType.INTEGER, 0, "", "waypoint number to move to"),
-            *[real(f"q_{i}", "input", self.poses[0][i], "rad") for i in range(n)],
-            *[real(f"q_target_{i}", "output", self.poses[0][i], "rad") for i in range(n)],
-            Variable("busy", Causality.OUTPUT, VarType.BOOLEAN, False),
-            Variable("at_target", Causality.OUTPUT, VarType.BOOLEAN, True),
-            Variable("pos_id", Causality.OUTPUT, VarType.INTEGER, 0, "", "waypoint reached, -1 moving"),
+            *[real(f"q_{i}", "input", start[i], "rad") for i in range(n)],
+            *[real(f"q_target_{i}", "output", start[i], "rad") for i in range(n)],
+            Variable("busy", Causality.OUTPUT, VarType.BOOLEAN, True),
+            Variable("at_target", Causality.OUTPUT, VarType.BOOLEAN, False),
+            Variable("pos_id", Causality.OUTPUT, VarType.INTEGER, -1, "", "waypoint reached, -1 moving"),
             Variable("cmd_error", Causality.OUTPUT, VarType.BOOLEAN, False),
         ]
         super().__init__(name, variables)
         self.n = n
         self.max_joint_speed = float(max_joint_speed)
         self.tolerance = float(tolerance)
-        self.goal_id = 0
-        self.start = list(self.poses[0])
+        self.goal_id = -1  # the first command starts a move from the setup posture
+        self.start = start
         self.t_start = 0.0
         self.duration = 0.0
 
     @staticmethod
-    def _solve(name: str, robot: str, waypoints: Mapping[str, Sequence[float]], tool_link: str | None,
-               tool_offset: Sequence[float], base_position: Sequence[float], tool_yaw: float) -> list[list[float]]:
+    def _solve(name: str, robot: str, waypoints: Mapping[str, Sequence[float] | None], tool_link: str | None,
+               tool_offset: Sequence[float], base_position: Sequence[float], tool_yaw: float,
+               home_yaw: float) -> list[list[float]]:
         """Joint positions for every waypoint, by damped IK on a private kinematic copy."""
         probe = BulletArm(f"{name}-ik", robot, base_position=base_position, ee_link=tool_link)
         client: BulletClient = probe.client
@@ -89,8 +103,11 @@ class RobotController(PythonUnit):
         off = [float(v) for v in tool_offset]
         poses: list[list[float]] = []
         try:
-            for wp_name, tip in waypoints.items():
-                tip = [float(v) for v in tip]
+            for wp_name, given in waypoints.items():
+                if given is None:  # the robot's home posture, turned by home_yaw
+                    poses.append([home[0] + float(home_yaw), *home[1:]])
+                    continue
+                tip = [float(v) for v in given]
                 if len(tip) == len(joints):  # a joint-space pose, taken as it is
                     poses.append(tip)
                     continue
@@ -145,6 +162,8 @@ class RobotController(PythonUnit):
             self.duration = max(span / self.max_joint_speed, 0.1)
             self.t_start = t
             self.goal_id = cmd
+        if self.goal_id < 0:
+            return  # no valid command yet: hold the setup posture
         goal = self.poses[self.goal_id]
         tau = (t + h - self.t_start) / self.duration if self.duration > 0 else 1.0
         s = 1.0 if tau >= 1.0 else 0.5 - 0.5 * math.cos(math.pi * tau)

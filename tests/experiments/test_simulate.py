@@ -22,8 +22,10 @@ register_resolvers()
 
 
 def config(*overrides: str):
+    """The simulate config with the demo plant (unless an override picks another plant)."""
+    plant = [] if any(o.startswith("plant=") for o in overrides) else ["plant=demo"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("simulate", overrides=["progress=false", *overrides])
+        return compose("simulate", overrides=["progress=false", "plot=false", *plant, *overrides])
 
 
 def test_demo_plant_runs_and_writes_traces(tmp_path):
@@ -85,7 +87,7 @@ def test_bad_input_gives_one_clear_error(tmp_path, override, error, message):
 @pytest.mark.slow
 def test_command_line_error_is_one_line_and_exit_code_1(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.simulate", "plant.base_step=abc", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "experiments.simulate", "plant=demo", "plant.base_step=abc", f"hydra.run.dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1
@@ -97,7 +99,7 @@ def test_whole_demo_plant_restores_bit_for_bit():
     """FMUs (C and pythonfmu), the PyBullet arm and the Python sequencer, saved and restored together."""
     from experiments.plant import plant_spec
 
-    cfg = config("seed=5")
+    cfg = config("seed=5")  # demo plant
     master = plant_spec(cfg.plant).build(record=list(cfg.plant.record))
     recorder = master.observers[0]
     master.step(250)
@@ -119,7 +121,7 @@ def test_whole_demo_plant_restores_bit_for_bit():
 @pytest.mark.slow
 def test_sweep_goes_on_after_a_failing_job(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.simulate", "-m", "plant.base_step=abc,0.01", "duration=0.5",
+        [sys.executable, "-m", "experiments.simulate", "-m", "plant=demo", "plant.base_step=abc,0.01", "duration=0.5",
          "progress=false", f"hydra.sweep.dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
