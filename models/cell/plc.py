@@ -173,8 +173,8 @@ class CellPLC(PythonUnit):
         safe = bool(v["safe_mode_cmd"])
         running = mode is Mode.AUTO and not safe and v["alarm"] == 0
         if running:
+            self._handling(t)  # first: a pick in this scan frees the belt for the infeed
             self._infeed()
-            self._handling(t)
         else:
             self.step_since += h  # sequence timers are frozen while not running
             self.release_req = False

@@ -121,7 +121,8 @@ def test_whole_demo_plant_restores_bit_for_bit():
 @pytest.mark.slow
 def test_sweep_goes_on_after_a_failing_job(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.simulate", "-m", "plant=demo", "plant.base_step=abc,0.01", "duration=0.5",
+        [sys.executable, "-m", "experiments.simulate", "-m", "plant=demo", "plant.base_step=abc,0.01",
+         "duration=0.5",
          "progress=false", f"hydra.sweep.dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
@@ -145,3 +146,14 @@ def test_replacement_station_is_checked_against_the_plant(tmp_path):
     # a replacement with the same variables (the FMI 3.0 build of the press) drops in
     summary = simulate(config("duration=1", "plant.units.press.path=${fmu:press,3.0}"), tmp_path / "ok")
     assert summary["completed"]
+
+
+def test_cell_pictures_and_timeline_on_request(tmp_path):
+    cfg = config("plant=smart_factory", "duration=2", "render.enabled=true", "render.every_ticks=50",
+                 "render.width=160", "render.height=120", "plot=true")
+    summary = simulate(cfg, tmp_path)
+    files = summary["files"]
+    assert len(list(Path(files["frames"]).glob("frame_*.png"))) == 5  # t = 0, 0.5, 1, 1.5, 2
+    assert Path(files["gif"]).stat().st_size > 1000
+    assert Path(files["timeline"]).stat().st_size > 10_000
+    assert summary["monitor"]["unsafe_events"] == 0
