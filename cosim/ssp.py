@@ -15,13 +15,14 @@ import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cosim.core.variables import Value
 from cosim.errors import ConfigurationError, ModelLoadError
-from cosim.system import SystemSpec, UnitSpec
+from cosim.system import SystemSpec, UnitSpec, deep_merge
 from cosim.units.fmu import FMUUnit
 
 NS = {
@@ -66,8 +67,12 @@ class SSPPlant:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _fmu_factory(name: str, path: Path, params: dict[str, Value]):
-    return lambda: FMUUnit(name, path, parameters=params)
+def _fmu_factory(default_name: str, path: Path, params: dict[str, Value]) -> Callable[..., FMUUnit]:
+    def make(name: str | None = None, overrides: Mapping[str, Any] | None = None) -> FMUUnit:
+        kwargs = deep_merge({"parameters": params}, overrides or {})
+        return FMUUnit(name or default_name, path, **kwargs)
+
+    return make
 
 
 def read_ssp(path: str | Path) -> SSPPlant:

@@ -16,17 +16,49 @@ from cosim.core.unit import Unit
 from cosim.core.variables import Value
 from cosim.errors import ConfigurationError, ContractError, CosimError
 
-UnitFactory = Callable[[], Unit]
+UnitFactory = Callable[..., Unit]
 
 
 @dataclass
 class UnitSpec:
-    """How to make one unit: a factory (called at build time) and its step in base steps."""
+    """How to make one unit: a factory (called at build time) and its step in base steps.
+
+    A factory is called as ``factory(name=..., overrides=...)``: ``name`` renames the unit and
+    ``overrides`` deep-merges into its constructor arguments, so the same description can
+    make a replica (the twin's own instance of a plant unit, e.g. without sensor noise).
+    With ``needs_units`` the factory also gets ``units=``: the units made before it.
+    """
 
     name: str
     factory: UnitFactory
     step_ticks: int = 1
     description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    needs_units: bool = False
+
+    def make(self, made: Mapping[str, Unit]) -> Unit:
+        kwargs: dict[str, Any] = {"name": self.name, "overrides": self.overrides}
+        if self.needs_units:
+            kwargs["units"] = made
+        return self.factory(**kwargs)
+
+    def replica(self, name: str, overrides: Mapping[str, Any] | None = None,
+                step_ticks: int | None = None) -> UnitSpec:
+        """The same unit under another name, with constructor overrides merged in."""
+        merged = deep_merge(self.overrides, overrides or {})
+        return UnitSpec(name, self.factory, self.step_ticks if step_ticks is None else int(step_ticks),
+                        f"replica of {self.name}", merged, self.needs_units)
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in; nested mappings merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -62,7 +94,7 @@ class SystemSpec:
         made: list[Unit] = []
         try:
             for spec in self.units:
-                unit = spec.factory()
+                unit = spec.make({u.name: u for u in made})
                 if not isinstance(unit, Unit):
                     raise ConfigurationError(
                         f"unit '{spec.name}': its factory returned {type(unit).__name__}, not a Unit"

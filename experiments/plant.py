@@ -12,7 +12,7 @@ from cosim.core.observer import Observer
 from cosim.core.unit import Unit
 from cosim.errors import ConfigurationError, CosimError
 from cosim.ssp import read_ssp
-from cosim.system import SystemSpec, UnitSpec, parse_connections
+from cosim.system import SystemSpec, UnitSpec, deep_merge, parse_connections
 
 _RESERVED = {"step_ticks", "description"}
 
@@ -100,13 +100,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _factory(name: str, ucfg: DictConfig):
-    def make() -> Unit:
+def _factory(default_name: str, ucfg: DictConfig):
+    def make(name: str | None = None, overrides: Mapping[str, Any] | None = None) -> Unit:
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
         resolved = _plain(ucfg)  # resolved while still attached to the root config (${seed})
-        kwargs = {k: v for k, v in resolved.items() if k not in _RESERVED}
+        kwargs = deep_merge({k: v for k, v in resolved.items() if k not in _RESERVED}, overrides or {})
+        name = name or default_name
         try:
             return instantiate(kwargs, name=name, _convert_="all")
         except InstantiationException as exc:
@@ -141,3 +142,41 @@ def plant_observers(plant: DictConfig) -> dict[str, Observer]:
     """The plant's own observers (``observers: {name: {_target_: ...}}``), e.g. its accounting."""
     return {str(name): instantiate_observer(str(name), ocfg)
             for name, ocfg in (plant.get("observers") or {}).items() if ocfg is not None}
+
+
+def system_spec(cfg: DictConfig) -> tuple[SystemSpec, Any]:
+    """The plant of ``cfg`` plus, with ``twin.enabled``, its digital twin.
+
+    Returns the system description and the twin's layout (``None`` without a twin).
+    """
+    from cosim.twin.replica import add_twin
+
+    spec = plant_spec(cfg.plant)
+    twin = cfg.get("twin")
+    if not twin or not twin.get("enabled"):
+        return spec, None
+    plant_twin = cfg.plant.get("twin")
+    if not plant_twin or not plant_twin.get("replicate"):
+        raise ConfigurationError(f"plant '{spec.name}' does not say what its twin mirrors (plant.twin.replicate)")
+    layout = add_twin(
+        spec,
+        list(plant_twin.replicate),
+        prefix=str(twin.get("prefix", "twin_")),
+        overrides=_plain(plant_twin.get("overrides")) or {},
+        step_ticks=_plain(plant_twin.get("step_ticks")) or {},
+        exclude_signals=_plain(plant_twin.get("exclude_signals")) or [],
+    )
+    return spec, layout
+
+
+def twin_sync(cfg: DictConfig, layout: Any) -> Observer:
+    """The twin's synchroniser, from ``twin.sync`` and the plant's ``twin`` scales."""
+    from cosim.twin.sync import TwinSync
+
+    sync = _plain(cfg.twin.get("sync")) or {}
+    plant_twin = cfg.plant.twin
+    try:
+        return TwinSync(layout, scales=_plain(plant_twin.get("scales")) or {},
+                        bound_exclude=_plain(plant_twin.get("bound_exclude")) or [], **sync)
+    except TypeError as exc:
+        raise ConfigurationError(f"twin.sync: {exc}") from None

@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
 from cosim.tracking.plots import timeline
-from experiments.plant import instantiate_observer, plant_observers, plant_spec, register_resolvers
+from experiments.plant import instantiate_observer, plant_observers, register_resolvers, system_spec, twin_sync
 
 register_resolvers()
 
@@ -57,7 +57,7 @@ class Progress:
 
 def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     """Build the plant of ``cfg``, run it, write traces, plot and pictures; return a summary."""
-    spec = plant_spec(cfg.plant)
+    spec, twin = system_spec(cfg)
     duration = cfg.duration if cfg.get("duration") is not None else spec.stop_time
     if duration is None:
         raise ConfigurationError("no duration: set duration=... (the plant gives no stop time)")
@@ -68,6 +68,8 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
     observers = plant_observers(cfg.plant)
+    if twin is not None:
+        observers["twin"] = twin_sync(cfg, twin)
     if cfg.get("render") and cfg.render.enabled:
         observers["frames"] = instantiate_observer("render", cfg.plant.get("renderer"),
                                                    every=int(cfg.render.every_ticks),

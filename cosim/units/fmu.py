@@ -19,6 +19,7 @@ from fmpy.fmi2 import FMU2Slave, fmi2Terminated
 from fmpy.fmi3 import FMU3Slave
 from fmpy.model_description import ModelDescription, read_model_description
 
+from cosim.core.state import pack_state, unpack_state
 from cosim.core.unit import Reader, TimeGrid, Unit, Writer
 from cosim.core.variables import Causality, Value, Variable, VarType
 from cosim.errors import ConfigurationError, FMUError, ModelLoadError, SnapshotError, StepDiscarded
@@ -119,12 +120,9 @@ class FMUUnit(Unit):
 
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid
-        self._unzipdir = Path(tempfile.mkdtemp(prefix=f"cosim-{self.name}-"))
-        try:
-            fmpy.extract(str(self.path), str(self._unzipdir))
-        except Exception as exc:
-            raise self._fail("extract", str(exc)) from exc
         cs = self.md.coSimulation
+        self._unzipdir = _EXTRACTED.acquire(self.path, private=bool(cs.canBeInstantiatedOnlyOncePerProcess),
+                                            fail=lambda detail: self._fail("extract", detail))
         cls = FMU2Slave if self.fmi_major == 2 else FMU3Slave
         if self.fmi_major not in (2, 3):
             raise self._fail("load", f"FMI {self.md.fmiVersion} is not supported (2.0 and 3.0 are)")
@@ -380,6 +378,58 @@ class FMUUnit(Unit):
         except FMICallException as exc:
             raise self._wrap("freeFMUstate", exc) from exc
 
+    # Portable state --------------------------------------------------------------------
+    def _portable_identity(self) -> dict[str, Any]:
+        token = self.md.guid if self.fmi_major == 2 else self.md.instantiationToken
+        return {"fmiVersion": self.md.fmiVersion, "modelIdentifier": self.md.coSimulation.modelIdentifier,
+                "token": token}
+
+    def _serial_fns(self, call: str) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+        if self._fmu is None:
+            raise SnapshotError(f"unit '{self.name}' (FMU {self.path.name}): {call} before setup()")
+        cs = self.md.coSimulation
+        if not (cs.canGetAndSetFMUstate and cs.canSerializeFMUstate):
+            flag = "canGetAndSetFMUstate" if not cs.canGetAndSetFMUstate else "canSerializeFMUstate"
+            raise SnapshotError(
+                f"unit '{self.name}' (FMU {self.path.name}) cannot {call} a portable state: "
+                f"{flag} is false in its modelDescription.xml"
+            )
+        if self.fmi_major == 2:
+            return self._fmu.serializeFMUstate, self._fmu.deSerializeFMUstate
+        return self._fmu.serializeFMUState, self._fmu.deserializeFMUState
+
+    def export_state(self) -> bytes:
+        """The FMU state, serialized by the FMU, behind a header naming the model (identifier,
+        GUID / instantiation token, FMI version)."""
+        serialize, _ = self._serial_fns("export")
+        state = self.save_state()
+        try:
+            blob = serialize(state)
+        except FMICallException as exc:
+            raise SnapshotError(f"unit '{self.name}' (FMU {self.path.name}): serializing its state failed: "
+                                f"{self._wrap('serializeFMUstate', exc).detail}") from exc
+        finally:
+            self.release_state(state)
+        return pack_state("fmu", self._portable_identity(), blob)
+
+    def import_state(self, data: bytes) -> None:
+        """Load a state from :meth:`export_state` of the same FMU (same identifier and GUID)."""
+        _, deserialize = self._serial_fns("import")
+        blob = unpack_state(self.name, data, "fmu", self._portable_identity())
+        try:
+            state = deserialize(blob)
+        except FMICallException as exc:
+            raise SnapshotError(f"unit '{self.name}' (FMU {self.path.name}): the FMU refused the state: "
+                                f"{self._wrap('deSerializeFMUstate', exc).detail}") from exc
+        self._states.append(state)
+        try:
+            self.restore_state(state)
+        except FMUError as exc:
+            raise SnapshotError(f"unit '{self.name}' (FMU {self.path.name}): setting the imported state "
+                                f"failed: {exc.detail}") from exc
+        finally:
+            self.release_state(state)
+
     def terminate(self) -> None:
         if self._fmu is None:
             return
@@ -399,9 +449,51 @@ class FMUUnit(Unit):
             fmu.freeInstance()
         finally:
             if self._unzipdir is not None:
-                shutil.rmtree(self._unzipdir, ignore_errors=True)
+                _EXTRACTED.release(self._unzipdir)
                 self._unzipdir = None
 
+
+class _Extractions:
+    """One extracted copy (and so one loaded shared library) per FMU file and process.
+
+    Loading a second copy of the same binary for every instance costs memory and start-up
+    time, and some exporters' binaries (those that embed a runtime) do not survive several
+    copies in one process. FMI requires an FMU to support several instances from one binary
+    unless it declares ``canBeInstantiatedOnlyOncePerProcess``; those get a private copy.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[tuple[str, int, int], list[Any]] = {}  # key -> [dir, users]
+
+    def acquire(self, path: Path, private: bool, fail: Callable[[str], Exception]) -> Path:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        entry = None if private else self._dirs.get(key)
+        if entry is not None and entry[0].exists():
+            entry[1] += 1
+            return entry[0]
+        target = Path(tempfile.mkdtemp(prefix=f"cosim-{path.stem}-"))
+        try:
+            fmpy.extract(str(path), str(target))
+        except Exception as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise fail(str(exc)) from exc
+        if not private:
+            self._dirs[key] = [target, 1]
+        return target
+
+    def release(self, directory: Path) -> None:
+        for key, entry in list(self._dirs.items()):
+            if entry[0] == directory:
+                entry[1] -= 1
+                if entry[1] > 0:
+                    return
+                del self._dirs[key]
+                break
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+_EXTRACTED = _Extractions()
 
 _CTYPES: dict[int, dict[str, Any]] = {
     2: {"Real": ctypes.c_double, "Integer": ctypes.c_int, "Boolean": ctypes.c_int},

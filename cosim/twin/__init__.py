@@ -1,0 +1,1 @@
+"""The twin layer: replicas of plant units, synchronisation from telemetry, sandbox, integrity."""
