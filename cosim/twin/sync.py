@@ -94,21 +94,27 @@ class TwinSync(Observer):
         for s in self.layout.signals:
             port = Port.parse(s.predicted_at)
             types.append(master.units[port.unit].variables[port.variable].type)
-        self._real = np.array([t is VarType.REAL for t in types])
-        self._scale_v = np.array([self._scale(s) if r else 1.0 for s, r in zip(self.signals, self._real, strict=True)])
-        in_bound = np.array([not any(fnmatch.fnmatchcase(s, p) for p in self.bound_exclude) for s in self.signals])
-        self._bound = self._real & in_bound
-        self._sum_sq = np.zeros(n)
-        self._max_abs = np.zeros(n)
-        self._mismatch = np.zeros(n, dtype=np.int64)
-        self._bad_run = np.zeros(n, dtype=np.int64)
-        self._faulty = np.zeros(n, dtype=bool)
+        real = [t is VarType.REAL for t in types]
+        self._real = real
+        scale_v = [self._scale(s) if r else 1.0 for s, r in zip(self.signals, real, strict=True)]
+        in_bound = [r and not any(fnmatch.fnmatchcase(s, p) for p in self.bound_exclude)
+                    for s, r in zip(self.signals, real, strict=True)]
+        self._info = list(zip(real, scale_v, in_bound, strict=True))
+        self._meas_buf: list[Any] = [0.0] * n
+        self._pred_buf: list[Any] = [0.0] * n
+        self._sum_sq = [0.0] * n
+        self._max_abs = [0.0] * n
+        self._mismatch = [0] * n
+        self._bad_run = [0] * n
         self._count = 0
         self.deviation: list[float] = []  # aggregated normalised RMS, one per step
-        self.latest = np.zeros(n)  # last residuals (real: in scales; others: 0/1 mismatch)
+        self.latest = [0.0] * n  # last residuals (real: in scales; others: 0/1 mismatch)
         self._every = int(self.every_ticks or min(master.step_ticks[r] for r in self.layout.replicas.values()))
         self._period_ticks = max(self._every, round(self.period_s / self._dt))
         self._persist_ticks = max(1, round(self.persist_s / (self._dt * self._every)))  # in comparisons
+        self._hist: dict[int, list[Any]] = {}
+        self._keep = 256  # twin steps of prediction history kept for delayed telemetry
+        self._sources = [Port.parse(sig).unit for sig in self.signals]
         self._late: dict[str, bool] = {}
         self._gaps: dict[str, int] = {}
         self._arm_sync = self._arm_targets(master)
@@ -123,10 +129,10 @@ class TwinSync(Observer):
         return [([i for i, _ in pairs], master.units[u].reader([v for _, v in pairs])) for u, pairs in by_unit.items()]
 
     @staticmethod
-    def _read(groups: list[tuple[list[int], Any]], n: int) -> np.ndarray:
-        out = np.empty(n)
+    def _read(groups: list[tuple[list[int], Any]], out: list[Any]) -> list[Any]:
         for idx, reader in groups:
-            out[idx] = reader()
+            for i, v in zip(idx, reader(), strict=True):
+                out[i] = v
         return out
 
     def _arm_targets(self, master: Master) -> list[tuple[Any, list[int], list[int]]]:
@@ -147,35 +153,67 @@ class TwinSync(Observer):
         return found
 
     def after_step(self, tick: int) -> None:
-        if tick % self._every:
+        every = self._every
+        if tick % every == 0:  # the replicas have just reached this tick: keep their prediction
+            self._hist[tick] = list(self._read(self._pred, self._pred_buf))
+            self._hist.pop(tick - self._keep * every, None)
+        if (tick - 1) % every:
             return
         assert self._master is not None
-        n = len(self.signals)
-        meas = self._read(self._meas, n)
-        pred = self._read(self._pred, n)
-        diff = meas - pred
-        r = np.where(self._real, diff / self._scale_v, (diff != 0).astype(float))
-        self.latest = r
-        self._count += 1
-        absr = np.abs(r)
-        self._sum_sq += r * r
-        np.maximum(self._max_abs, absr, out=self._max_abs)
-        self._mismatch += (~self._real) & (absr > 0)
-        bound = r[self._bound]
-        self.deviation.append(float(np.sqrt(np.mean(bound * bound))) if bound.size else 0.0)
+        # the receiver now holds what the plant sent at the previous tick (later, with network
+        # latency): compare it with the twin's prediction for that same instant
+        meas = self._read(self._meas, self._meas_buf)
+        sample = self._sample_ticks(tick - 1)
+        latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
+        k, persist, bound_sq, n_bound = self.k, self._persist_ticks, 0.0, 0
         t = self._master.grid.time(tick)
-        self._check_consistency(t, absr)
+        for i, (is_real, scale, in_bound) in enumerate(self._info):
+            s_tick = sample[i]
+            pred = self._hist.get(s_tick - s_tick % every)
+            if pred is None:
+                continue  # older than the kept history (a long delay): reported as late
+            if is_real:
+                r = (meas[i] - pred[i]) / scale
+                a = abs(r)
+                bad = a > k
+                if in_bound:
+                    bound_sq += r * r
+                    n_bound += 1
+            else:
+                r = a = 0.0 if meas[i] == pred[i] else 1.0
+                bad = a > 0.0
+                if bad:
+                    self._mismatch[i] += 1
+            latest[i] = r
+            sum_sq[i] += r * r
+            if a > max_abs[i]:
+                max_abs[i] = a
+            if bad:
+                runs[i] += 1
+                if runs[i] == persist:
+                    self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
+            else:
+                runs[i] = 0
+        self._count += 1
+        self.deviation.append(math.sqrt(bound_sq / n_bound) if n_bound else 0.0)
         self._check_telemetry(t)
-        if self.policy == "state" and tick % self._period_ticks == 0:
+        if self.policy == "state" and (tick - 1) % self._period_ticks == 0:
             self._correct(meas)
 
-    def _check_consistency(self, t: float, absr: np.ndarray) -> None:
-        bad = np.where(self._real, absr > self.k, absr > 0)
-        self._bad_run = np.where(bad, self._bad_run + 1, 0)
-        now_faulty = self._bad_run >= self._persist_ticks
-        for i in np.flatnonzero(now_faulty & ~self._faulty):
-            self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
-        self._faulty = now_faulty
+    def _sample_ticks(self, default: int) -> list[int]:
+        """The tick each received signal was sampled at (from the network's timestamps)."""
+        network = getattr(self._master, "network", None)
+        if network is None:
+            return [default] * len(self.signals)
+        out = []
+        grid = self._master.grid  # type: ignore[union-attr]
+        for source in self._sources:
+            try:
+                sent = network.channel(source, self.layout.receiver).last_sent_time
+            except Exception:
+                sent = None
+            out.append(default if sent is None else round((sent - grid.start_time) / grid.base_step))
+        return out
 
     def _check_telemetry(self, t: float) -> None:
         network = getattr(self._master, "network", None)
@@ -184,7 +222,7 @@ class TwinSync(Observer):
         for source in {Port.parse(s).unit for s in self.signals}:
             try:
                 channel = network.channel(source, self.layout.receiver)
-            except Exception:  # noqa: BLE001 - same-zone (direct) telemetry has no channel
+            except Exception:
                 continue
             sent = getattr(channel, "last_sent_time", None)
             late = sent is None or (t - sent) > self.max_age_s + 1e-12
@@ -194,10 +232,11 @@ class TwinSync(Observer):
             self._late[source] = late
             gaps = int(getattr(channel, "gaps", 0))
             if gaps > self._gaps.get(source, 0):
-                self._event(t, "lost", f"telemetry from {source}: {gaps - self._gaps.get(source, 0)} message(s) missing")
+                missing = gaps - self._gaps.get(source, 0)
+                self._event(t, "lost", f"telemetry from {source}: {missing} message(s) missing")
             self._gaps[source] = gaps
 
-    def _correct(self, meas: np.ndarray) -> None:
+    def _correct(self, meas: list[Any]) -> None:
         for unit, joints, sig_index in self._arm_sync:
             client, body = unit.client, unit.body_id
             for joint, i in zip(joints, sig_index, strict=True):
@@ -211,21 +250,22 @@ class TwinSync(Observer):
         self.events.append({"t": t, "kind": f"sync_{kind}", "detail": detail})
 
     def save_state(self) -> Any:
-        keys = ("_sum_sq", "_max_abs", "_mismatch", "_bad_run", "_faulty", "latest")
-        return ({k: getattr(self, k).copy() for k in keys}, self._count, len(self.deviation), list(self.events),
-                dict(self._late), dict(self._gaps), self.corrections)
+        keys = ("_sum_sq", "_max_abs", "_mismatch", "_bad_run", "latest")
+        return ({k: list(getattr(self, k)) for k in keys}, self._count, len(self.deviation), list(self.events),
+                dict(self._late), dict(self._gaps), self.corrections, dict(self._hist))
 
     def restore_state(self, state: Any) -> None:
-        arrays, self._count, n_dev, events, self._late, self._gaps, self.corrections = state
+        arrays, self._count, n_dev, events, self._late, self._gaps, self.corrections, hist = state
+        self._hist = dict(hist)
         for k, v in arrays.items():
-            setattr(self, k, v.copy())
+            setattr(self, k, list(v))
         del self.deviation[n_dev:]
         self.events = list(events)
 
     def summary(self) -> dict[str, Any]:
         """Per-signal and aggregated deviation, mismatch rates, faults."""
         count = max(self._count, 1)
-        rms = np.sqrt(self._sum_sq / count)
+        rms = np.sqrt(np.asarray(self._sum_sq) / count)
         per_signal = {s: {"rms": float(rms[i]), "max": float(self._max_abs[i])}
                       for i, s in enumerate(self.signals) if self._real[i]}
         mismatch = {s: float(self._mismatch[i] / count) for i, s in enumerate(self.signals) if not self._real[i]}
