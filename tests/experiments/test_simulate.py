@@ -87,7 +87,8 @@ def test_bad_input_gives_one_clear_error(tmp_path, override, error, message):
 @pytest.mark.slow
 def test_command_line_error_is_one_line_and_exit_code_1(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.simulate", "plant=demo", "plant.base_step=abc", f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "experiments.simulate", "plant=demo", "plant.base_step=abc",
+         f"hydra.run.dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1
