@@ -71,3 +71,22 @@ class StepDiscarded(CosimError):
 
 class SnapshotError(CosimError):
     """A snapshot cannot be taken or restored (wrong system, unit cannot save state)."""
+
+
+class IntegrityError(CosimError):
+    """An artifact (FMU, parameter file, snapshot, ...) failed verification.
+
+    Attributes:
+        artifact: what was being verified (a path, or kind and name of an in-memory artifact).
+        reason: what failed: ``"hash mismatch"``, ``"bad signature"``, ``"unknown signer"``,
+            ``"version mismatch"``, ``"missing manifest"``, ``"kind mismatch"``,
+            ``"name mismatch"``, ``"malformed manifest"``, ``"malformed snapshot"``,
+            ``"missing artifact"``, ``"not an FMU"``, ``"key store"``.
+        detail: more about it.
+    """
+
+    def __init__(self, artifact: str, reason: str, detail: str = "") -> None:
+        self.artifact = artifact
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"integrity check of {artifact} failed: {reason}" + (f" ({detail})" if detail else ""))

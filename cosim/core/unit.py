@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from cosim.core.state import pack_state, pickle_dumps, restricted_loads, unpack_state
 from cosim.core.variables import Causality, Value, Variable, VarType
-from cosim.errors import ConfigurationError
+from cosim.errors import ConfigurationError, SnapshotError
 
 Reader = Callable[[], Sequence[Value]]
 Writer = Callable[[Sequence[Value]], None]
@@ -99,6 +100,28 @@ class Unit(ABC):
     def release_state(self, state: Any) -> None:  # noqa: B027 - optional hook
         """Free a state from :meth:`save_state` that will not be restored again."""
 
+    # Portable state (optional): bytes instead of in-process handles, see cosim.core.state.
+    def export_state(self) -> bytes:
+        """The unit's full current state as bytes.
+
+        Another instance built from the same model (same class and constructor arguments, or
+        the same FMU), set up, loads them with :meth:`import_state` and then steps on exactly
+        like this one. Default: not supported.
+
+        Raises:
+            SnapshotError: the unit cannot export its state.
+        """
+        raise SnapshotError(f"unit '{self.name}' cannot export its state")
+
+    def import_state(self, data: bytes) -> None:
+        """Load bytes from :meth:`export_state` of an instance of the same model.
+
+        Raises:
+            SnapshotError: naming the unit: the bytes belong to another model, are corrupt, or
+                the unit cannot import states (the default).
+        """
+        raise SnapshotError(f"unit '{self.name}' cannot import a portable state")
+
     def terminate(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Default: nothing to release."""
 
@@ -134,10 +157,17 @@ class PythonUnit(Unit):
     (deep-copied), so plain Python state — counters, queues, a ``numpy`` generator — is saved
     and restored without extra code. Attributes named in ``TRANSIENT`` are left out of the
     state (handles to external resources).
+
+    The portable state (:meth:`export_state`) is a pickle of the same attributes (without the
+    unit's name), loaded with an allow-list of globals: containers, numpy arrays and
+    generators, and classes of ``cosim``, ``models`` and the unit's own module. A state holding
+    instances of other classes names their modules (or ``"module.name"`` globals) in
+    ``PICKLE_ALLOW``.
     """
 
     VARIABLES: Sequence[Variable] = ()
     TRANSIENT: frozenset[str] = frozenset({"grid"})
+    PICKLE_ALLOW: frozenset[str] = frozenset()
 
     def __init__(self, name: str, variables: Sequence[Variable] | None = None,
                  parameters: Mapping[str, Value] | None = None) -> None:
@@ -194,6 +224,30 @@ class PythonUnit(Unit):
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(copy.deepcopy(state))
+
+    def _portable_identity(self) -> dict[str, Any]:
+        cls = type(self)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}", "variables": list(self._variables)}
+
+    def export_state(self) -> bytes:
+        if self.grid is None:
+            raise SnapshotError(f"unit '{self.name}': export_state before setup()")
+        state = {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT and k != "name"}
+        try:
+            payload = pickle_dumps(state)
+        except Exception as exc:
+            raise SnapshotError(f"unit '{self.name}' cannot export its state: {type(exc).__name__}: {exc}") from exc
+        return pack_state("python", self._portable_identity(), payload)
+
+    def import_state(self, data: bytes) -> None:
+        if self.grid is None:
+            raise SnapshotError(f"unit '{self.name}': import_state before setup()")
+        payload = unpack_state(self.name, data, "python", self._portable_identity())
+        state = restricted_loads(self.name, payload, {type(self).__module__, *self.PICKLE_ALLOW})
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise SnapshotError(f"unit '{self.name}': corrupt portable state (not a dict of attributes)")
+        state = {k: v for k, v in state.items() if k not in self.TRANSIENT and k != "name"}
+        self.__dict__.update(state)
 
 
 def real(name: str, causality: Causality | str, start: float = 0.0, unit: str = "",

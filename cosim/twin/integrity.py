@@ -553,9 +553,14 @@ class SignedSnapshot:
 
     @classmethod
     def take(cls, master: Master, units: Iterable[str] | None, keystore: KeyStore | None, version: str | int,
-             *, name: str = "snapshot") -> SignedSnapshot:
-        """Export ``units`` (all when ``None``) of ``master`` and sign them."""
-        states = export_units(master, units)
+             *, name: str = "snapshot", allow_unaligned: bool = False) -> SignedSnapshot:
+        """Export ``units`` (all when ``None``) of ``master`` and sign them.
+
+        Raises:
+            SnapshotError: a unit cannot export its state, or ``master.tick`` falls between the
+                steps of a multi-rate unit (see :func:`~cosim.core.state.export_units`).
+        """
+        states = export_units(master, units, allow_unaligned=allow_unaligned)
         blob = snapshot_bytes(states)
         meta = {"tick": states[TICK_KEY].decode("ascii"),
                 "units": ",".join(sorted(n for n in states if n != TICK_KEY))}

@@ -19,6 +19,9 @@ physics_step`` times; the outputs are read once at the end of the step and cache
 
 Snapshots combine PyBullet's in-memory ``saveState`` with the unit's Python-side values
 (targets and cached outputs); restore-then-step reproduces the original run bit for bit.
+Portable states (:meth:`BulletArm.export_state`) combine the world as PyBullet writes it to a
+``.bullet`` file (``saveBullet``; loaded with ``restoreState(fileName=...)``) with the same
+Python-side values, so a fresh arm built with the same arguments continues bit for bit.
 PyBullet can only restore a state into a world with the same bodies, so add every extra body
 (:meth:`BulletArm.add_body`, or through :attr:`BulletArm.client`) before taking snapshots.
 """
@@ -27,11 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import itertools
+import json
 import math
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -41,6 +47,7 @@ import pybullet
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
+from cosim.core.state import join_parts, pack_state, pickle_dumps, restricted_loads, split_parts, unpack_state
 from cosim.core.unit import Reader, TimeGrid, Unit, Writer
 from cosim.core.variables import Causality, Value, Variable, VarType
 from cosim.errors import (
@@ -92,6 +99,27 @@ class BulletArmState:
     state_id: int
     values: tuple[float, ...]
     owner: int  # serial number of the owning unit, so a state cannot be restored into another arm
+
+
+@contextlib.contextmanager
+def _temp_file() -> Iterator[Path]:
+    """A private temporary ``.bullet`` file, removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix="cosim-", suffix=".bullet")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples to lists and bytes to text, for a JSON signature."""
+    if isinstance(obj, tuple | list):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, bytes):
+        return obj.decode("latin-1")
+    return obj
 
 
 def _per_joint(name: str, what: str, value: float | Sequence[float] | None, n: int,
@@ -600,6 +628,7 @@ class BulletArm(Unit):
             )
         assert self._client is not None
         try:
+            self._forget_contacts()  # contacts from after the snapshot must not survive it
             self._client.restoreState(stateId=state.state_id)
         except pybullet.error as exc:
             raise SnapshotError(f"unit '{self.name}': restoreState failed: {exc}") from None
@@ -612,6 +641,120 @@ class BulletArm(Unit):
             self._live_states.discard(state.state_id)
             if self._client is not None:
                 self._client.removeState(state.state_id)
+
+    # ------------------------------------------------------------------ portable state
+    def world_signature(self) -> str:
+        """SHA-256 of the world's structure: every body, link, joint, shape and dynamics setting
+        (not poses or velocities). Two worlds with the same signature can exchange states."""
+        client = self.client
+        bodies: list[Any] = []
+        visual_cache: dict[int, Any] = {}
+        for i in range(client.getNumBodies()):
+            uid = client.getBodyUniqueId(i)
+            links: list[Any] = []
+            for link in range(-1, client.getNumJoints(uid)):
+                dyn = client.getDynamicsInfo(uid, link)
+                joint = client.getJointInfo(uid, link)[1:] if link >= 0 else ()
+                if dyn[10] == 1:  # maximal-coordinate rigid body: PyBullet has no collision data for it
+                    if uid not in visual_cache:
+                        visual_cache[uid] = [v[1:5] for v in client.getVisualShapeData(uid)]
+                    shapes = [v for v in visual_cache[uid] if v[0] == link]
+                else:
+                    shapes = [(*sh[2:4], Path(sh[4].decode(errors="replace")).name, *sh[5:7])
+                              for sh in client.getCollisionShapeData(uid, link)]
+                links.append((dyn, joint, shapes))
+            bodies.append((client.getBodyInfo(uid), links))
+        text = json.dumps(_plain(bodies), separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _portable_identity(self) -> dict[str, Any]:
+        cls = type(self)
+        return {
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "robot": self.robot if self.preset is not None else self.urdf_path.name,
+            "urdf": self.urdf_path.name,
+            "physics_step": self.physics_step,
+            "gravity": list(self.gravity),
+            "solver_iterations": self.solver_iterations,
+            "controlled": list(self._controlled),
+            "forces": list(self._forces), "kps": list(self._kps), "kds": list(self._kds),
+            "variables": list(self._variables),
+            "bodies": self.client.getNumBodies(),
+            "world": self.world_signature(),
+        }
+
+    def _python_state(self) -> dict[str, Any]:
+        """Python-side state carried by :meth:`export_state` beside the PyBullet world."""
+        return {"values": list(self._values)}
+
+    def _check_python_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("values"), list) \
+                or len(state["values"]) != len(self._values):
+            raise SnapshotError(f"unit '{self.name}': corrupt portable state (Python-side values)")
+
+    def _load_python_state(self, state: dict[str, Any]) -> None:
+        self._values[:] = state["values"]
+        self._sent = None  # motor targets are not part of PyBullet's state: send them again
+
+    def export_state(self) -> bytes:
+        """The PyBullet world (``saveBullet``) and the Python-side state, as bytes.
+
+        A fresh instance with the same constructor arguments (and the same extra bodies), set
+        up, loads them with :meth:`import_state` and steps on bit for bit like this one.
+        """
+        if self.grid is None:
+            raise SnapshotError(f"unit '{self.name}': export_state before setup()")
+        client = self.client
+        with _temp_file() as path:
+            try:
+                client.saveBullet(str(path))
+                world = path.read_bytes()
+            except (pybullet.error, OSError) as exc:
+                raise SnapshotError(f"unit '{self.name}': saveBullet failed: {exc}") from None
+        python = pickle_dumps(self._python_state())
+        return pack_state("bullet", self._portable_identity(), join_parts([world, python]))
+
+    def import_state(self, data: bytes) -> None:
+        """Load a state from :meth:`export_state` of an arm (or scene) built the same way."""
+        if self.grid is None:
+            raise SnapshotError(f"unit '{self.name}': import_state before setup()")
+        payload = unpack_state(self.name, data, "bullet", self._portable_identity())
+        world, python = split_parts(self.name, payload, 2)
+        state = restricted_loads(self.name, python, {type(self).__module__})
+        self._check_python_state(state)
+        client = self.client
+        backup = client.saveState()
+        try:
+            self._forget_contacts()
+            with _temp_file() as path:
+                path.write_bytes(world)
+                client.restoreState(fileName=str(path))
+        except (pybullet.error, OSError) as exc:
+            client.restoreState(stateId=backup)
+            raise SnapshotError(f"unit '{self.name}': restoreState from the imported world failed: {exc}") from None
+        finally:
+            client.removeState(backup)
+        self._load_python_state(state)
+
+    def _forget_contacts(self) -> None:
+        """Drop every contact manifold of the world, as in a world that never stepped.
+
+        ``restoreState`` sets poses and velocities, re-runs collision detection at the restored
+        poses and overwrites the manifolds it then holds with the saved ones (matched by body
+        ids), but only when the saved world had a contact at all; body pairs from this world's
+        own past survive in the broadphase pair cache (cleaned incrementally), and their
+        manifolds (contact points, warm-start impulses) steer the next step: measured, a cell
+        that had run on diverged at the first step after importing an earlier state. Moving
+        every body far apart and running collision detection releases them all;
+        ``restoreState`` then puts every body back. (The solver's order over manifolds does not
+        depend on their history: ``deterministicOverlappingPairs`` sorts them by island and
+        body ids.)
+        """
+        client = self.client
+        for i in range(client.getNumBodies()):
+            uid = client.getBodyUniqueId(i)
+            client.resetBasePositionAndOrientation(uid, (1.0e4 + 100.0 * i, 1.0e4, 1.0e4), (0.0, 0.0, 0.0, 1.0))
+        client.performCollisionDetection()
 
     def terminate(self) -> None:
         client = self._client

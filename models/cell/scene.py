@@ -821,6 +821,37 @@ class CellScene(BulletArm):
         if isinstance(state, CellSceneState):
             super().release_state(state.arm)
 
+    # portable state (export_state / import_state of BulletArm): the world, values and _Sim
+    _PORTABLE_CONFIG = (
+        "tool_link_name", "tool_offset", "work_height", "belt_start", "belt_end", "belt_width",
+        "pick_eye_offset", "press_position", "press_stroke", "ram_open_height", "press_zone_half",
+        "inspect_position", "part_size", "part_mass", "n_parts", "release_threshold", "release_offset",
+        "quality_mean", "quality_std", "unpressed_quality_factor", "grasp_distance", "rest_time",
+    )
+
+    def _portable_identity(self) -> dict[str, Any]:
+        # the seed is not part of the identity: the generator's state travels with the state
+        identity = super()._portable_identity()
+        identity["scene"] = {k: getattr(self, k) for k in self._PORTABLE_CONFIG}
+        return identity
+
+    def _python_state(self) -> dict[str, Any]:
+        if self._sim is None:
+            raise SnapshotError(f"unit '{self.name}': export_state before setup()")
+        return {**super()._python_state(), "sim": self._sim}
+
+    def _check_python_state(self, state: Any) -> None:
+        super()._check_python_state(state)
+        sim = state.get("sim")
+        if not isinstance(sim, _Sim) or len(sim.parts) != self.n_parts \
+                or [p.body for p in sim.parts] != list(self.part_ids):
+            raise SnapshotError(f"unit '{self.name}': corrupt portable state (scene parts)")
+
+    def _load_python_state(self, state: dict[str, Any]) -> None:
+        super()._load_python_state(state)
+        self._sim = state["sim"]
+        self._apply_kinematic()
+
     # ------------------------------------------------------------------ rendering support
     def sync_colors(self) -> None:
         """Colour parts by state (orange raw, green pressed); only needed before rendering."""
