@@ -10,6 +10,12 @@ over their own step (``step_ticks`` base steps, inputs held in between). Two ord
   units that already stepped in this tick.
 
 Time is ``grid.time(tick)``; floats are never summed.
+
+With a network attached (:meth:`Master.attach_network`, see :mod:`cosim.network`), the
+values of a connection between units of two zones travel over a conduit: when the source's
+outputs are read, one message per (source unit, target unit) is sent, and the target's
+inputs hold the value last delivered (manipulators act on them as on direct connections).
+Same-zone connections stay direct.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cosim.core.connection import Connection, Port, check_connections
 from cosim.core.manipulator import Manipulator
@@ -36,6 +42,10 @@ from cosim.errors import (
     UnitError,
 )
 
+if TYPE_CHECKING:
+    from cosim.network.conduit import Channel
+    from cosim.network.network import Network
+
 
 class Algorithm(str, Enum):
     JACOBI = "jacobi"
@@ -51,6 +61,8 @@ class Snapshot:
     buffer: list[Value]
     manipulators: list[tuple[Manipulator, Any]]
     observers: list[tuple[Observer, Any]]
+    network: Any = None
+    slots: dict[Any, int] | None = None  # buffer layout the buffer was saved with
 
 
 @dataclass
@@ -73,6 +85,7 @@ class _Read:
     count: int
     unit: str
     numeric: bool
+    sends: tuple[Channel, ...] = ()  # cross-zone channels that send these outputs once read
 
 
 @dataclass
@@ -82,6 +95,14 @@ class _Write:
     gather: Any  # itemgetter over buffer slots
     single: bool
     manipulators: list[tuple[int, Manipulator]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """Buffer key of the value a routed channel last delivered for ``tag`` to ``target``."""
+
+    target: str
+    tag: str
 
 
 @dataclass
@@ -129,6 +150,7 @@ class Master:
         self._block: dict[str, tuple[int, int, list[str]]] = {}
         self._plans: list[_Plan] = []
         self._version = 0
+        self.network: Network | None = None
 
     # Building ------------------------------------------------------------------------
     def add_unit(self, unit: Unit, step_ticks: int = 1) -> Unit:
@@ -177,6 +199,14 @@ class Master:
         if self._built:
             self._compile()
 
+    def attach_network(self, network: Network) -> Network:
+        """Route connections between zones through ``network``'s conduits (before :meth:`build`)."""
+        self._require_not_built("attach a network")
+        if self.network is not None and self.network is not network:
+            raise ConfigurationError("a network is already attached to this master")
+        self.network = network
+        return network
+
     def set_input(self, port: str | Port, value: Value) -> None:
         """Set an input that no connection feeds (held until set again)."""
         port = port if isinstance(port, Port) else Port.parse(port)
@@ -206,6 +236,8 @@ class Master:
         if not self.units:
             raise ConfigurationError("the system has no units")
         check_connections(self.units, self.connections)
+        if self.network is not None:
+            self.network.bind(self)
         if self.order is not None:
             missing = set(self.units) - set(self.order)
             unknown = set(self.order) - set(self.units)
@@ -225,6 +257,13 @@ class Master:
             self.set_input(port, value)
         self._pending_inputs.clear()
         self._compile()
+        if self.network is not None and self.algorithm is Algorithm.GAUSS_SEIDEL:
+            # A receiver ordered before its source reads before the source's first publication
+            # at tick 0; a direct connection gives it the source's initial outputs, so every
+            # channel publishes them once now (as in FMI initialisation). Jacobi's tick-0 reads
+            # come before every write and need no such publication.
+            for ch in self.network.channels:
+                ch.send(self._buf, self.tick)
         for obs in self.observers:
             obs.on_start(self)
         return self
@@ -250,9 +289,10 @@ class Master:
     def _compile(self) -> None:
         """Lay out the value buffer and precompute what happens at each phase of the schedule."""
         fed: dict[Port, Port] = {c.target: c.source for c in self.connections}
+        routes = self.network.routes if self.network is not None else {}
         old_buf, old_slot = self._buf, self._slot
         buf: list[Value] = []
-        slot: dict[Port, int] = {}
+        slot: dict[Any, int] = {}  # Port (output or manipulated input) or _Hold -> index
         block: dict[str, tuple[int, int, list[str]]] = {}
         # one contiguous block of slots per source unit, so one read fills it
         for name in self.units:
@@ -271,11 +311,24 @@ class Master:
             if port not in fed:
                 slot[port] = len(buf)
                 buf.append(None)  # type: ignore[arg-type]
+        # a routed channel holds what it last delivered in slots of its own, one per tag;
+        # before its first delivery a slot keeps the start value of the (first) input it feeds
+        hold_start: dict[_Hold, Port] = {}
+        channels = self.network.channels if self.network is not None else []
+        for ch in channels:
+            first = len(buf)
+            for tag in ch.tags:
+                key = _Hold(ch.target, tag)
+                slot[key] = len(buf)
+                hold_start[key] = Port(ch.target, ch.inputs[tag][0])
+                buf.append(None)  # type: ignore[arg-type]
+            ch.bind_slots([slot[Port.parse(tag)] for tag in ch.tags], first)
         # slots keep their values across a recompile; new ones start from the units
-        for port, index in slot.items():
-            if port in old_slot:
-                buf[index] = old_buf[old_slot[port]]
+        for key, index in slot.items():
+            if key in old_slot:
+                buf[index] = old_buf[old_slot[key]]
             else:
+                port = hold_start[key] if isinstance(key, _Hold) else key
                 buf[index] = self.units[port.unit].get([port.variable])[0]
         self._buf, self._slot, self._block = buf, slot, block
         self._version += 1
@@ -287,13 +340,15 @@ class Master:
             if not inputs:
                 continue
             ports = [Port(name, v) for v in inputs]
-            indices = [slot[fed.get(p, p)] for p in ports]
+            indices = [slot[_Hold(name, routes[p][1])] if p in routes else slot[fed.get(p, p)] for p in ports]
             manips: list[tuple[int, Manipulator]] = []
             for pos, p in enumerate(ports):
                 manips += [(pos, m) for m in manip_by_input.get(p, [])]
             writes[name] = _Write(unit, unit.writer(inputs), itemgetter(*indices), len(indices) == 1, manips)
 
         reads = {name: self._make_read(name) for name in block}
+        for ch in channels:
+            reads[ch.source].sends += (ch,)
         period = math.lcm(*self.step_ticks.values())
         order = self.order if self.order is not None else list(self.units)
         plans: dict[tuple[bool, ...], _Plan] = {}
@@ -361,14 +416,20 @@ class Master:
         observers = self.observers
         check = self.check_finite
         tick = self.tick
+        net = self.network
         try:
             for _ in range(n):
+                if net is not None and net.next_arrival <= tick:
+                    net.deliver(tick, buf)
                 for reads, write, unit, n_ticks in plans[tick % period].ops:
                     for r in reads:
                         values = r.reader()
                         if check and r.numeric and not math.isfinite(sum(values)):
                             self._raise_non_finite(r, values, tick)
                         buf[r.first:r.first + r.count] = values
+                        if r.sends:
+                            for ch in r.sends:
+                                ch.send(buf, tick)
                     if write is not None:
                         values = write.gather(buf)
                         if write.single:
@@ -456,6 +517,8 @@ class Master:
             buffer=list(self._buf),
             manipulators=[(m, m.save_state()) for m in self.manipulators],
             observers=[(o, o.save_state()) for o in self.observers],
+            network=self.network.save_state() if self.network is not None else None,
+            slots=self._slot,
         )
 
     def restore_snapshot(self, snapshot: Snapshot) -> None:
@@ -470,8 +533,16 @@ class Master:
             m.restore_state(state)
         for o, state in snapshot.observers:
             o.restore_state(state)
-        if len(snapshot.buffer) == len(self._buf):
+        if self.network is not None and snapshot.network is not None:
+            self.network.restore_state(snapshot.network)
+        if snapshot.slots is self._slot or (snapshot.slots is None and len(snapshot.buffer) == len(self._buf)):
             self._buf[:] = snapshot.buffer
+        elif snapshot.slots is not None:
+            # the plan was recompiled since (a manipulator added or removed): restore by slot
+            for key, index in self._slot.items():
+                old = snapshot.slots.get(key)
+                if old is not None:
+                    self._buf[index] = snapshot.buffer[old]
         self.tick = snapshot.tick
         self._stopped = False
 
@@ -503,5 +574,7 @@ class Master:
         lines += [f"  unit {n} ({type(u).__name__}) every {self.step_ticks[n]} tick(s)"
                   for n, u in self.units.items()]
         lines += [f"  {c}" for c in self.connections]
+        if self.network is not None:
+            lines.append(self.network.describe())
         return "\n".join(lines)
 

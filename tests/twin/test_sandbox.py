@@ -26,7 +26,7 @@ def keystore(tmp_path, monkeypatch) -> KeyStore:
     return KeyStore()
 
 
-def plant_with_twin():  # noqa: ANN201
+def plant_with_twin():
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("simulate", overrides=["plant=smart_factory", "twin=replica", "seed=9"])
     spec, layout = system_spec(cfg)
