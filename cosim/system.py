@@ -83,12 +83,14 @@ class SystemSpec:
     name: str = "system"
 
     def build(self, record: Sequence[str] | bool | None = False, record_interval: int = 1,
-              check_finite: bool = True) -> Master:
+              check_finite: bool = True, network: Callable[[list[str]], Any] | None = None) -> Master:
         """Instantiate every unit and return a built master.
 
         Args:
             record: ``False`` for no recorder, ``None`` or ``True`` to record every output,
                 or a list of ``"unit.variable"``. The recorder is ``master.observers[0]``.
+            network: ``network(unit_names) -> Network`` — the interface layer the
+                connections are routed over; its statistics become the unit ``net``.
         """
         master = Master(self.base_step, self.start_time, self.algorithm, self.order, check_finite)
         made: list[Unit] = []
@@ -104,6 +106,14 @@ class SystemSpec:
                 made.append(unit)
                 master.add_unit(unit, spec.step_ticks)
             check_plant_contract(self, {u.name: u for u in made}, record if isinstance(record, Sequence) else ())
+            if network is not None:
+                from cosim.network import NetworkStats
+
+                net = network([u.name for u in made])
+                stats = NetworkStats(net, name="net")
+                made.append(stats)
+                master.add_unit(stats)
+                net.attach(master)
             for source, target in self.connections:
                 master.connect(source, target)
             for port, value in self.inputs.items():

@@ -180,3 +180,38 @@ def twin_sync(cfg: DictConfig, layout: Any) -> Observer:
                         bound_exclude=_plain(plant_twin.get("bound_exclude")) or [], **sync)
     except TypeError as exc:
         raise ConfigurationError(f"twin.sync: {exc}") from None
+
+
+def network_factory(cfg: DictConfig) -> Any:
+    """``network(unit_names) -> Network`` from the ``network`` group, or ``None`` without one.
+
+    Zone lists may name units the system does not have (the twin's, when it is off); they
+    are left out. HMAC keys of ``auth: hmac`` conduits come from this installation's key
+    store (generated on first use, never committed).
+    """
+    net_cfg = cfg.get("network")
+    if not net_cfg or not net_cfg.get("enabled"):
+        return None
+    plain = {k: v for k, v in (_plain(net_cfg) or {}).items() if k != "enabled"}
+
+    def make(units: list[str]) -> Any:
+        from cosim.network import network_from_config
+        from cosim.twin.integrity import KeyStore
+
+        present = set(units) | {"net"}
+        zones = {}
+        for zone, members in (plain.get("zones") or {}).items():
+            if isinstance(members, Mapping):
+                members = {**members, "units": [u for u in members.get("units", []) if u in present]}
+            else:
+                members = [u for u in members if u in present]
+            zones[zone] = members
+        config = {**plain, "zones": zones, "exempt": [*plain.get("exempt", []), "net"]}
+        keys = None
+        hmac_conduits = [c["name"] for c in config.get("conduits", []) if c.get("auth") == "hmac"]
+        if hmac_conduits:
+            store = KeyStore()
+            keys = {name: store.hmac_key(f"conduit-{name}") for name in hmac_conduits}
+        return network_from_config(config, [*units, "net"], int(cfg.get("seed", 0)), keys)
+
+    return make

@@ -23,7 +23,14 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
 from cosim.tracking.plots import timeline
-from experiments.plant import instantiate_observer, plant_observers, register_resolvers, system_spec, twin_sync
+from experiments.plant import (
+    instantiate_observer,
+    network_factory,
+    plant_observers,
+    register_resolvers,
+    system_spec,
+    twin_sync,
+)
 
 register_resolvers()
 
@@ -64,7 +71,7 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
     interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
     master = spec.build(record=OmegaConf.to_container(record) if record is not None else True,
-                        record_interval=int(interval))
+                        record_interval=int(interval), network=network_factory(cfg))
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
     observers = plant_observers(cfg.plant)

@@ -46,7 +46,7 @@ class TwinSync(Observer):
             the plant signal ``unit.var``; first match wins); default ``default_scale``.
         policy: ``none`` or ``state``.
         period_s: correction period (s).
-        max_age_s: telemetry older than this is late.
+        max_age_s: telemetry older than this (plus its source's own step) is late.
         k: numeric disagreement threshold, in scales.
         persist_s: how long a disagreement must last to be a fault.
         bound_exclude: signals left out of the aggregated deviation (patterns), e.g. those
@@ -169,7 +169,7 @@ class TwinSync(Observer):
         t = self._master.grid.time(tick)
         for i, (is_real, scale, in_bound) in enumerate(self._info):
             s_tick = sample[i]
-            pred = self._hist.get(s_tick - s_tick % every)
+            pred = self._hist.get(s_tick - s_tick % every) if s_tick >= 0 else None
             if pred is None:
                 continue  # older than the kept history (a long delay): reported as late
             if is_real:
@@ -201,7 +201,8 @@ class TwinSync(Observer):
             self._correct(meas)
 
     def _sample_ticks(self, default: int) -> list[int]:
-        """The tick each received signal was sampled at (from the network's timestamps)."""
+        """The tick each received signal was sampled at, from the network's time stamps
+        (-1: routed but nothing delivered yet)."""
         network = getattr(self._master, "network", None)
         if network is None:
             return [default] * len(self.signals)
@@ -210,9 +211,10 @@ class TwinSync(Observer):
         for source in self._sources:
             try:
                 sent = network.channel(source, self.layout.receiver).last_sent_time
-            except Exception:
-                sent = None
-            out.append(default if sent is None else round((sent - grid.start_time) / grid.base_step))
+            except Exception:  # direct (same-zone) telemetry: sampled at the previous tick
+                out.append(default)
+                continue
+            out.append(-1 if sent is None else round((sent - grid.start_time) / grid.base_step))
         return out
 
     def _check_telemetry(self, t: float) -> None:
@@ -224,9 +226,13 @@ class TwinSync(Observer):
                 channel = network.channel(source, self.layout.receiver)
             except Exception:
                 continue
+            if t <= self.max_age_s:
+                continue  # nothing can be late yet
             sent = getattr(channel, "last_sent_time", None)
-            late = sent is None or (t - sent) > self.max_age_s + 1e-12
-            if late and not self._late.get(source, False) and t > self.max_age_s:
+            # a source that steps every n ticks sends fresh values only every n ticks
+            allowed = self.max_age_s + self._master.step_ticks[source] * self._dt  # type: ignore[union-attr]
+            late = sent is None or (t - sent) > allowed + 1e-12
+            if late and not self._late.get(source, False):
                 age = "nothing received" if sent is None else f"{(t - sent) * 1000:.0f} ms old"
                 self._event(t, "late", f"telemetry from {source}: {age}")
             self._late[source] = late
@@ -238,12 +244,13 @@ class TwinSync(Observer):
 
     def _correct(self, meas: list[Any]) -> None:
         for unit, joints, sig_index in self._arm_sync:
+            if any(self._late.get(self._sources[i], False) for i in sig_index):
+                continue  # never correct from stale telemetry: it would set the twin back in time
             client, body = unit.client, unit.body_id
             for joint, i in zip(joints, sig_index, strict=True):
                 velocity = client.getJointState(body, joint)[1]
                 client.resetJointState(body, joint, float(meas[i]), velocity)
             unit.refresh()
-        if self._arm_sync:
             self.corrections += 1
 
     def _event(self, t: float, kind: str, detail: str) -> None:

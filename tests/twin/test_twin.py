@@ -106,3 +106,30 @@ def test_deviation_is_zero_when_the_twin_is_exact():
     assert s["signals"]["press.pressure_meas"]["max"] == 0.0
     assert np.isfinite(s["twin_deviation_rms"])
     master.terminate()
+
+
+def test_late_and_lost_telemetry_are_reported_as_synchronisation_faults():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("simulate", overrides=["plant=smart_factory", "twin=replica", "network=cell"])
+    from experiments.plant import network_factory
+
+    spec, layout = system_spec(cfg)
+    master = spec.build(record=False, network=network_factory(cfg))
+    sync = twin_sync(cfg, layout)
+    master.add_observer(sync)
+    master.run(duration=3.0)
+    assert sync.summary()["sync_faults"] == {}
+    telemetry = master.network.conduit("field_to_twin")
+    telemetry.cut()  # the twin hears nothing more from the field
+    master.run(duration=1.0)
+    late = [e for e in sync.events if e["kind"] == "sync_late"]
+    assert late and all(3.1 <= e["t"] <= 3.25 for e in late)
+    assert master.network.stats()["field_to_twin"]["dropped_cut"] > 0
+    corrections = sync.corrections
+    master.run(duration=2.0)
+    assert sync.corrections == corrections  # never corrected from stale telemetry
+    telemetry.restore()
+    telemetry.add_hook(lambda msg: None if msg.seq % 5 == 0 else msg)  # every fifth frame lost
+    master.run(duration=1.0)
+    assert [e for e in sync.events if e["kind"] == "sync_lost"]
+    master.terminate()
