@@ -1,9 +1,13 @@
-"""Real-time factor of the smart-factory cell alone (no twin, no attack, recorder on).
+"""Real-time factor of the smart-factory cell: alone, with its twin, with twin and network.
 
-Runs the default plant (``plant=smart_factory``) for ``--seconds`` of simulated time with its
-recorder (the plant's signals at its record interval) and its production monitor, best of
-``--repeat`` runs, for each robot. Also reports the same run without recorder and monitor,
-so the ratio shows what observing costs.
+Runs ``plant=smart_factory`` for ``--seconds`` of simulated time with its recorder (the
+plant's signals at its record interval) and its production monitor, best of ``--repeat``
+interleaved runs:
+
+* the cell alone (no twin, no attack), for each robot, and without recorder and monitor
+  (the ratio shows what observing costs);
+* the cell with its twin (``twin=replica``, with the twin's synchroniser);
+* the cell with its twin and the interface layer (``network=cell``).
 
     .venv/bin/python benchmarks/cell_realtime.py [--seconds 120] [--repeat 3]
 """
@@ -18,21 +22,25 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from experiments.plant import plant_observers, plant_spec, register_resolvers
+from experiments.plant import network_factory, plant_observers, register_resolvers, system_spec, twin_sync
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(robot: str, seconds: float, observe: bool) -> tuple[float, int]:
+def run(robot: str, seconds: float, observe: bool, twin: bool = False, network: bool = False) -> tuple[float, int]:
+    overrides = ["plant=smart_factory", f"plant.robot={robot}", f"twin={'replica' if twin else 'none'}",
+                 f"network={'cell' if network else 'none'}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("simulate", overrides=["plant=smart_factory", f"plant.robot={robot}"])
-    spec = plant_spec(cfg.plant)
+        cfg = compose("simulate", overrides=overrides)
+    spec, layout = system_spec(cfg)
     master = spec.build(record=list(cfg.plant.record) if observe else False,
-                        record_interval=int(cfg.plant.record_interval))
+                        record_interval=int(cfg.plant.record_interval), network=network_factory(cfg))
     monitor = None
     if observe:
         monitor = plant_observers(cfg.plant)["monitor"]
         master.add_observer(monitor)
+    if layout is not None:
+        master.add_observer(twin_sync(cfg, layout))
     t0 = time.perf_counter()
     master.run(duration=seconds)
     wall = time.perf_counter() - t0
@@ -59,6 +67,16 @@ def main() -> None:
         figures[f"{robot}_realtime_factor_bare"] = args.seconds / min(walls_off)
         figures[f"{robot}_observing_cost_ratio"] = min(walls_on) / min(walls_off)
         figures[f"{robot}_parts_completed"] = parts
+    alone, twin, both = [], [], []
+    for _ in range(args.repeat):
+        alone.append(run("kuka", args.seconds, observe=True)[0])
+        twin.append(run("kuka", args.seconds, observe=True, twin=True)[0])
+        both.append(run("kuka", args.seconds, observe=True, twin=True, network=True)[0])
+    figures["kuka_cell_alone_realtime_factor"] = args.seconds / min(alone)
+    figures["kuka_cell_twin_realtime_factor"] = args.seconds / min(twin)
+    figures["kuka_cell_twin_network_realtime_factor"] = args.seconds / min(both)
+    figures["twin_cost_ratio"] = min(twin) / min(alone)
+    figures["network_cost_ratio"] = min(both) / min(twin)
     for key, value in figures.items():
         print(f"{key:<38} {value:.4g}" if isinstance(value, float) else f"{key:<38} {value}")
     if args.json:

@@ -78,7 +78,7 @@ class NetworkStats(PythonUnit):
                 values[var] = stats[field]
 
     def do_step(self, t: float, h: float) -> None:
-        self.refresh()
+        """Nothing to do: the outputs are refreshed when they are read."""
 
     def get(self, names: Sequence[str]) -> list[Value]:
         self.refresh()

@@ -115,6 +115,7 @@ class TwinSync(Observer):
         self._hist: dict[int, list[Any]] = {}
         self._keep = 256  # twin steps of prediction history kept for delayed telemetry
         self._sources = [Port.parse(sig).unit for sig in self.signals]
+        self._channel_cache: dict[str, Any] | None = None
         self._late: dict[str, bool] = {}
         self._gaps: dict[str, int] = {}
         self._arm_sync = self._arm_targets(master)
@@ -208,24 +209,32 @@ class TwinSync(Observer):
             return [default] * len(self.signals)
         out = []
         grid = self._master.grid  # type: ignore[union-attr]
+        channels = self._channels(network)
         for source in self._sources:
-            try:
-                sent = network.channel(source, self.layout.receiver).last_sent_time
-            except Exception:  # direct (same-zone) telemetry: sampled at the previous tick
+            channel = channels.get(source)
+            if channel is None:  # direct (same-zone) telemetry: sampled at the previous tick
                 out.append(default)
                 continue
+            sent = channel.last_sent_time
             out.append(-1 if sent is None else round((sent - grid.start_time) / grid.base_step))
         return out
+
+    def _channels(self, network: Any) -> dict[str, Any]:
+        """Telemetry channel per source unit (looked up once; same-zone sources have none)."""
+        if self._channel_cache is None:
+            self._channel_cache = {}
+            for source in dict.fromkeys(self._sources):
+                try:
+                    self._channel_cache[source] = network.channel(source, self.layout.receiver)
+                except Exception:
+                    continue
+        return self._channel_cache
 
     def _check_telemetry(self, t: float) -> None:
         network = getattr(self._master, "network", None)
         if network is None:
             return
-        for source in {Port.parse(s).unit for s in self.signals}:
-            try:
-                channel = network.channel(source, self.layout.receiver)
-            except Exception:
-                continue
+        for source, channel in self._channels(network).items():
             if t <= self.max_age_s:
                 continue  # nothing can be late yet
             sent = getattr(channel, "last_sent_time", None)
