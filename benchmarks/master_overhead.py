@@ -43,7 +43,7 @@ BASE_STEP = 0.01
 def demo_spec() -> Any:
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("simulate")
+        cfg = compose("simulate", overrides=["plant=demo"])
     return cfg, plant_spec(cfg.plant)
 
 
