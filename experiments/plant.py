@@ -21,9 +21,13 @@ def register_resolvers() -> None:
     """``${fmu:conveyor}`` builds (or takes from the cache) the repository's FMU ``conveyor``."""
 
     def fmu_path(model: str, fmi_version: str = "2.0") -> str:
+        from cosim.twin.integrity import KeyStore, manifest_path, sign_fmu
         from models.build import build_fmu
 
-        return str(build_fmu(model, fmi_version=str(fmi_version)))
+        path = build_fmu(model, fmi_version=str(fmi_version))
+        if not manifest_path(path).is_file():  # built here from this repository's sources: sign it
+            sign_fmu(path, KeyStore(), name=model)
+        return str(path)
 
     if not OmegaConf.has_resolver("fmu"):
         OmegaConf.register_new_resolver("fmu", fmu_path)
@@ -166,6 +170,8 @@ def system_spec(cfg: DictConfig) -> tuple[SystemSpec, Any]:
         step_ticks=_plain(plant_twin.get("step_ticks")) or {},
         exclude_signals=_plain(plant_twin.get("exclude_signals")) or [],
     )
+    if twin.get("verify_models", True):
+        _verify_replica_models(spec, list(layout.replicas.values()))
     return spec, layout
 
 
@@ -215,3 +221,21 @@ def network_factory(cfg: DictConfig) -> Any:
         return network_from_config(config, [*units, "net"], int(cfg.get("seed", 0)), keys)
 
     return make
+
+
+def _verify_replica_models(spec: SystemSpec, replicas: list[str]) -> None:
+    """The twin's FMUs are verified against their signed manifests before they are loaded."""
+    from cosim.twin.integrity import KeyStore, verify_fmu
+    from cosim.units.fmu import FMUUnit
+
+    for unit_spec in spec.units:
+        if unit_spec.name not in replicas:
+            continue
+
+        def verified(*args: Any, _factory: Any = unit_spec.factory, **kwargs: Any) -> Unit:
+            unit = _factory(*args, **kwargs)
+            if isinstance(unit, FMUUnit):
+                verify_fmu(unit.path, KeyStore())  # its binary is loaded later, at setup
+            return unit
+
+        unit_spec.factory = verified

@@ -133,3 +133,30 @@ def test_late_and_lost_telemetry_are_reported_as_synchronisation_faults():
     master.run(duration=1.0)
     assert [e for e in sync.events if e["kind"] == "sync_lost"]
     master.terminate()
+
+
+def test_a_tampered_twin_model_is_refused(tmp_path):
+    import shutil
+
+    from cosim.errors import IntegrityError
+    from cosim.twin.integrity import manifest_path
+    from models.build import build_fmu
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("simulate", overrides=["plant=smart_factory", "twin=replica"])
+    spec, _ = system_spec(cfg)
+    spec.build(record=False).terminate()  # signed models verify
+    # a copy of the press FMU with its manifest, then one byte changed
+    original = Path(cfg.plant.units.press.path)
+    copy = tmp_path / original.name
+    shutil.copy(original, copy)
+    shutil.copy(manifest_path(original), manifest_path(copy))
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("simulate", overrides=["plant=smart_factory", "twin=replica", f"plant.units.press.path={copy}"])
+    spec, _ = system_spec(cfg)
+    with pytest.raises(IntegrityError, match="hash mismatch"):
+        spec.build(record=False)
+    assert build_fmu("press").is_file()
