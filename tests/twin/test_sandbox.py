@@ -21,8 +21,8 @@ TRACE = ["press.pressure", "conveyor.belt_speed", "cell.ee_x", "plc.state", "cel
 
 
 @pytest.fixture
-def keystore(tmp_path, monkeypatch) -> KeyStore:
-    monkeypatch.setenv("COSIM_KEY_DIR", str(tmp_path / "keys"))
+def keystore() -> KeyStore:
+    """This installation's key store: it signed the FMUs that the twin verifies."""
     return KeyStore()
 
 
@@ -84,7 +84,7 @@ def test_what_happens_in_the_sandbox_does_not_touch_production(keystore):
     master.terminate()
 
 
-def test_tampered_snapshot_is_refused_and_nothing_is_built(keystore):
+def test_tampered_snapshot_is_refused_and_nothing_is_built(keystore, tmp_path):
     spec, layout, master = plant_with_twin()
     master.run(duration=1.0)
     snap = Sandbox.snapshot_twin(master, layout, keystore)
@@ -93,7 +93,7 @@ def test_tampered_snapshot_is_refused_and_nothing_is_built(keystore):
     tampered = SignedSnapshot(bytes(data), snap.manifest, keystore)
     with pytest.raises(IntegrityError, match="hash mismatch"):
         Sandbox(spec, layout, tampered, keystore)
-    other = KeyStore(Path(str(keystore.directory)) / "other")
+    other = KeyStore(tmp_path / "other")  # another installation: does not know our signer
     with pytest.raises(IntegrityError, match="unknown signer"):
         Sandbox(spec, layout, snap, other)
     master.terminate()
