@@ -207,17 +207,13 @@ class TwinSync(Observer):
         network = getattr(self._master, "network", None)
         if network is None:
             return [default] * len(self.signals)
-        out = []
         grid = self._master.grid  # type: ignore[union-attr]
-        channels = self._channels(network)
-        for source in self._sources:
-            channel = channels.get(source)
-            if channel is None:  # direct (same-zone) telemetry: sampled at the previous tick
-                out.append(default)
-                continue
+        per_source: dict[str, int] = {}
+        for source, channel in self._channels(network).items():
             sent = channel.last_sent_time
-            out.append(-1 if sent is None else round((sent - grid.start_time) / grid.base_step))
-        return out
+            per_source[source] = -1 if sent is None else round((sent - grid.start_time) / grid.base_step)
+        # direct (same-zone) telemetry: sampled at the previous tick
+        return [per_source.get(source, default) for source in self._sources]
 
     def _channels(self, network: Any) -> dict[str, Any]:
         """Telemetry channel per source unit (looked up once; same-zone sources have none)."""
