@@ -77,6 +77,12 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     observers = plant_observers(cfg.plant)
     if twin is not None:
         observers["twin"] = twin_sync(cfg, twin)
+    attack = cfg.get("attack")
+    if attack is not None and attack.get("events"):
+        from cosim.attacks import Campaign, load_scenario
+
+        observers["attack"] = Campaign(load_scenario(OmegaConf.to_container(attack, resolve=True),
+                                                     seed=int(cfg.seed)))
     if cfg.get("render") and cfg.render.enabled:
         observers["frames"] = instantiate_observer("render", cfg.plant.get("renderer"),
                                                    every=int(cfg.render.every_ticks),

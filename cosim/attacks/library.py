@@ -1,0 +1,177 @@
+"""The attacks of the library (communication and interface level).
+
+Each acts through the master's manipulators (on connections) or a conduit's hooks, inside
+its window only, and reports its ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cosim.attacks.base import Attack, register
+from cosim.core.connection import Port
+from cosim.core.manipulator import Manipulator
+from cosim.core.variables import Value
+from cosim.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from cosim.core.master import Master
+
+
+def _links_from(master: Master, signal: str, exclude_prefix: Sequence[str] = ()) -> list[str]:
+    """Every connection leaving ``signal`` (``"src -> dst"``), optionally not into some units."""
+    port = Port.parse(signal)
+    if port.unit not in master.units or port.variable not in master.units[port.unit].variables:
+        raise ConfigurationError(f"attack target '{signal}' is not a variable of the system")
+    links = [f"{c.source} -> {c.target}" for c in master.connections
+             if c.source == port and not c.target.unit.startswith(tuple(exclude_prefix))]
+    if not links:
+        raise ConfigurationError(f"attack target '{signal}' feeds no connection: nothing to attack")
+    return links
+
+
+class _Hook(Manipulator):
+    """A manipulator whose value comes from its attack (shared state across links)."""
+
+    def __init__(self, target: str, start: int, end: int | None, fn: Any) -> None:
+        super().__init__(target, start, end)
+        self.fn = fn
+
+    def apply(self, tick: int, value: Value) -> Value:
+        return self.fn(tick, value)
+
+    def save_state(self) -> Any:
+        return {k: v for k, v in self.__dict__.items() if k != "fn"}
+
+
+@register("spoofing")
+class MeasurementSpoofing(Attack):
+    """Falsifies a sensor signal on its way to every receiver (PLC and twin see the lie; the
+    physical state is untouched).
+
+    Modes: ``constant`` (``value``), ``random`` (uniform in ``[low, high]``), ``scale``
+    (``factor`` times the true value), ``ramp`` (true + ``rate`` * time since start), ``drift`` (like ramp,
+    but capped at ``limit``: a slow, stealthy drift).
+    """
+
+    kind = "spoofing"
+    physical = False
+    MODES = ("constant", "random", "scale", "ramp", "drift")
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 mode: str = "constant", value: float = 0.0, low: float = 0.0, high: float = 1.0,
+                 factor: float = 1.0, rate: float = 0.0, limit: float = float("inf")) -> None:
+        super().__init__(name, target, start, duration, seed)
+        if mode not in self.MODES:
+            raise ConfigurationError(f"attack '{name}': unknown spoofing mode '{mode}'; modes are {self.MODES}")
+        self.mode, self.value, self.low, self.high = mode, value, low, high
+        self.factor, self.rate, self.limit = factor, rate, limit
+        self.rng = np.random.default_rng(seed)
+        self._draws: dict[int, float] = {}
+
+    def _spoof(self, master: Master, start_tick: int) -> Any:
+        dt = master.grid.base_step
+
+        def fn(tick: int, value: Value) -> Value:
+            if self.mode == "constant":
+                return type(value)(self.value) if not isinstance(value, bool) else bool(self.value)
+            if self.mode == "random":  # one draw per tick, the same on every link
+                if tick not in self._draws:
+                    self._draws = {tick: float(self.rng.uniform(self.low, self.high))}
+                return self._draws[tick]
+            if self.mode == "scale":
+                return value * self.factor  # type: ignore[operator]
+            offset = self.rate * (tick - start_tick) * dt
+            if self.mode == "drift":
+                offset = max(-self.limit, min(self.limit, offset))
+            return value + offset  # type: ignore[operator]
+
+        return fn
+
+    def install(self, master: Master) -> None:
+        start, end = self.ticks(master)
+        fn = self._spoof(master, start)
+        for link in _links_from(master, self.target):
+            master.add_manipulator(_Hook(link, start, end, fn))
+
+
+@register("injection")
+class CommandInjection(Attack):
+    """Forged actuator commands: the field device receives ``value`` instead of what the
+    controller sent (an attacker on the command path, or posing as the controller). The twin,
+    which observes the controller's own commands, is not told."""
+
+    kind = "injection"
+    physical = True
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 value: Any = True, twin_prefix: str = "twin_") -> None:
+        super().__init__(name, target, start, duration, seed)
+        self.value, self.twin_prefix = value, twin_prefix
+
+    def install(self, master: Master) -> None:
+        start, end = self.ticks(master)
+        value = self.value
+        for link in _links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
+            master.add_manipulator(_Hook(link, start, end, lambda tick, v: type(v)(value)))
+
+
+@register("replay")
+class Replay(Attack):
+    """Records a signal for ``record_s`` seconds before the attack and plays the recording
+    back in a loop during it, so receivers see old, plausible values."""
+
+    kind = "replay"
+    physical = False
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 record_s: float = 5.0) -> None:
+        super().__init__(name, target, start, duration, seed)
+        if not record_s > 0 or record_s > start:
+            raise ConfigurationError(f"attack '{name}': record_s must be in (0, start], got {record_s}")
+        self.record_s = float(record_s)
+        self.tape: dict[str, list[Value]] = {}
+
+    def install(self, master: Master) -> None:
+        start, end = self.ticks(master)
+        rec_start = start - round(self.record_s / master.grid.base_step)
+        for link in _links_from(master, self.target):
+            tape = self.tape.setdefault(link, [])
+
+            def fn(tick: int, value: Value, tape: list[Value] = tape) -> Value:
+                if tick < start:
+                    tape.append(value)
+                    return value
+                return tape[(tick - start) % len(tape)] if tape else value
+
+            master.add_manipulator(_Hook(link, rec_start, end, fn))
+
+
+@register("dos")
+class DenialOfService(Attack):
+    """Starves a conduit's receivers by dropping every frame on it inside the window (the
+    receivers hold stale values). The target is a conduit name; needs the interface layer."""
+
+    kind = "dos"
+    physical = False
+
+    def install(self, master: Master) -> None:
+        network = getattr(master, "network", None)
+        if network is None:
+            raise ConfigurationError(
+                f"attack '{self.name}': a denial of service needs the interface layer (network=...)"
+            )
+        try:
+            conduit = network.conduit(self.target)
+        except Exception as exc:
+            raise ConfigurationError(f"attack '{self.name}': {exc}") from None
+        grid = master.grid
+
+        def hook(msg: Any) -> Any:
+            tick = round((msg.timestamp - grid.start_time) / grid.base_step)
+            return None if self.active(master, tick) else msg
+
+        conduit.add_hook(hook)
