@@ -144,7 +144,7 @@ def test_bad_scenarios_and_attack_classes_give_clear_errors(tmp_path):
     text = str(err.value)
     assert "'kind'" in text and "install" in text and "'start'" in text
     # an attack aimed at a missing target
-    with pytest.raises(ConfigurationError, match="'press.nothing' is not a variable"):
+    with pytest.raises(ConfigurationError, match=r"'press\.nothing' is not a variable"):
         run([{"attack": "spoofing", "target": "press.nothing", "at": 1.0}], duration=0.1)
 
 
