@@ -175,3 +175,56 @@ class DenialOfService(Attack):
             return None if self.active(master, tick) else msg
 
         conduit.add_hook(hook)
+
+
+@register("mitm")
+class ManInTheMiddle(Attack):
+    """Changes a command in transit and hides the effect: the field device receives ``factor``
+    times the command, while every receiver of the ``hide`` signal (controller, operator, twin)
+    gets the measurement divided by ``factor`` — what it would have been, for a process that
+    is linear in the command (a motor speed, a valve opening)."""
+
+    kind = "mitm"
+    physical = True
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 factor: float = 0.5, hide: str | None = None, twin_prefix: str = "twin_") -> None:
+        super().__init__(name, target, start, duration, seed)
+        if not factor > 0:
+            raise ConfigurationError(f"attack '{name}': factor must be positive, got {factor}")
+        self.factor, self.hide, self.twin_prefix = float(factor), hide, twin_prefix
+
+    def install(self, master: Master) -> None:
+        start, end = self.ticks(master)
+        factor = self.factor
+        for link in _links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
+            master.add_manipulator(_Hook(link, start, end, lambda tick, v: v * factor))
+        if self.hide:
+            # the hiding starts one step later and ends one step later: the process lags the command
+            for link in _links_from(master, self.hide):
+                master.add_manipulator(_Hook(link, start + 1, None if end is None else end + 1,
+                                             lambda tick, v: v / factor))
+
+
+@register("api")
+class APIExploit(Attack):
+    """Unauthenticated or over-privileged calls to the HMI/API: ``request`` (a tag and value)
+    is sent at ``start`` as ``user`` — an unknown user, or an insider's valid credentials — and,
+    with a ``duration``, ``restore`` is sent at its end. The HMI's own checks decide whether
+    it is accepted (an HMI without authentication accepts everyone)."""
+
+    kind = "api"
+    physical = True
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 tag: str = "mode_cmd", value: Any = 0, user: str = "attacker", restore: Any = None) -> None:
+        super().__init__(name, target, start, duration, seed)
+        self.tag, self.value, self.user, self.restore = tag, value, user, restore
+
+    def install(self, master: Master) -> None:
+        hmi = master.units.get(self.target)
+        if hmi is None or not hasattr(hmi, "request"):
+            raise ConfigurationError(f"attack '{self.name}': '{self.target}' is not an HMI/API unit of the system")
+        hmi.request(self.tag, self.value, user=self.user, at=self.start)
+        if self.end is not None and self.restore is not None:
+            hmi.request(self.tag, self.restore, user=self.user, at=self.end)

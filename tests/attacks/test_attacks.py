@@ -148,7 +148,7 @@ def test_bad_scenarios_and_attack_classes_give_clear_errors(tmp_path):
         run([{"attack": "spoofing", "target": "press.nothing", "at": 1.0}], duration=0.1)
 
 
-@pytest.mark.parametrize("preset", ["spoofing", "injection", "replay", "dos"])
+@pytest.mark.parametrize("preset", ["spoofing", "injection", "replay", "dos", "mitm", "api"])
 def test_every_attack_preset_installs_on_the_cell(preset):
     from omegaconf import OmegaConf
 
@@ -162,3 +162,40 @@ def test_every_attack_preset_installs_on_the_cell(preset):
     master.run(duration=0.5)
     assert campaign.ground_truth.intervals and campaign.ground_truth.intervals[0].kind == preset
     master.terminate()
+
+
+def test_man_in_the_middle_slows_the_belt_and_hides_it(baseline):
+    rec_base = {k: v[:1001] for k, v in baseline.items()}
+    data, campaign = run([{"attack": "mitm", "target": "plc.motor_cmd", "at": 0.2, "duration": 9.0,
+                           "params": {"factor": 0.5, "hide": "conveyor.speed_meas"}}], duration=10.0)
+    t = data["time"]
+    moving = (t > 1.0) & (t < 2.0) & (rec_base["conveyor.speed_meas"] > 0.25)
+    # the belt really runs at half speed ...
+    assert data["conveyor.speed_meas"][moving].max() < 0.6 * rec_base["conveyor.speed_meas"][moving].max()
+    # ... while the PLC sees the speed it expects
+    assert abs(data["plc.speed_meas"][moving].mean() - rec_base["plc.speed_meas"][moving].mean()) < 0.02
+    assert campaign.ground_truth.intervals[0].physical
+
+
+def test_api_exploit_is_refused_by_an_authenticating_hmi_and_accepted_from_an_insider():
+    def attempt(user: str, require_auth: bool = True):
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("simulate", overrides=["plant=smart_factory", f"plant.units.hmi.require_auth={require_auth}"])
+        spec, _ = system_spec(cfg)
+        master = spec.build(record=["hmi.safe_mode_cmd", "plc.producing"])
+        master.add_observer(Campaign(load_scenario({"events": [
+            {"attack": "api", "target": "hmi", "at": 1.0,
+             "params": {"tag": "safe_mode_cmd", "value": True, "user": user}}]})))
+        master.run(duration=2.0)
+        log = list(master.units["hmi"].log)
+        data = master.observers[0].as_dict()
+        master.terminate()
+        return log, data
+
+    log, data = attempt("mallory")  # unknown user, authenticating HMI: refused, production goes on
+    assert log[-1]["result"] == "refused: unknown user" and not data["hmi.safe_mode_cmd"].any()
+    assert data["plc.producing"][-1]
+    log, data = attempt("mallory", require_auth=False)  # an HMI without authentication: accepted
+    assert log[-1]["result"] == "accepted" and data["hmi.safe_mode_cmd"][-1] and not data["plc.producing"][-1]
+    log, data = attempt("operator")  # an insider's valid credentials: accepted
+    assert log[-1]["result"] == "accepted" and not data["plc.producing"][-1]
