@@ -8,11 +8,14 @@ from cosim.attacks.library import (
     DenialOfService,
     ManInTheMiddle,
     MeasurementSpoofing,
+    ParameterTampering,
     Replay,
+    SyncAttack,
 )
 from cosim.attacks.scenario import Campaign, load_scenario
 
 __all__ = [
     "ATTACKS", "APIExploit", "Attack", "Campaign", "CommandInjection", "DenialOfService", "GroundTruth",
-    "Interval", "ManInTheMiddle", "MeasurementSpoofing", "Replay", "check_attack", "load_scenario", "register",
+    "Interval", "ManInTheMiddle", "MeasurementSpoofing", "ParameterTampering", "Replay", "SyncAttack",
+    "check_attack", "load_scenario", "register",
 ]

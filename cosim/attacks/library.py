@@ -14,6 +14,7 @@ import numpy as np
 from cosim.attacks.base import Attack, register
 from cosim.core.connection import Port
 from cosim.core.manipulator import Manipulator
+from cosim.core.observer import Observer
 from cosim.core.variables import Value
 from cosim.errors import ConfigurationError
 
@@ -228,3 +229,100 @@ class APIExploit(Attack):
         hmi.request(self.tag, self.value, user=self.user, at=self.start)
         if self.end is not None and self.restore is not None:
             hmi.request(self.tag, self.restore, user=self.user, at=self.end)
+
+
+class _Timer(Observer):
+    """Calls ``fn(tick)`` after every step (how an attack acts at its own times)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def after_step(self, tick: int) -> None:
+        self.fn(tick)
+
+
+@register("sync")
+class SyncAttack(Attack):
+    """Attacks the twin's synchronisation: telemetry frames on a conduit (the target, e.g.
+    ``field_to_twin``) are dropped (``drop``: every ``every``-th frame) or held back
+    (``delay``: by ``delay_s``, then released in order), so that twin and plant diverge."""
+
+    kind = "sync"
+    physical = False
+    MODES = ("drop", "delay")
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 mode: str = "delay", delay_s: float = 0.5, every: int = 1) -> None:
+        super().__init__(name, target, start, duration, seed)
+        if mode not in self.MODES:
+            raise ConfigurationError(f"attack '{name}': unknown sync mode '{mode}'; modes are {self.MODES}")
+        if int(every) != every or every < 1 or not delay_s > 0:
+            raise ConfigurationError(f"attack '{name}': every must be a positive integer and delay_s > 0")
+        self.mode, self.delay_s, self.every = mode, float(delay_s), int(every)
+        self.held: list[tuple[int, Any]] = []
+        self.count = 0
+        self._releasing = False
+
+    def install(self, master: Master) -> None:
+        network = getattr(master, "network", None)
+        if network is None:
+            raise ConfigurationError(f"attack '{self.name}': a synchronisation attack needs the interface layer")
+        try:
+            conduit = network.conduit(self.target)
+        except Exception as exc:
+            raise ConfigurationError(f"attack '{self.name}': {exc}") from None
+        grid = master.grid
+        delay_ticks = max(1, round(self.delay_s / grid.base_step))
+
+        def hook(msg: Any) -> Any:
+            tick = round((msg.timestamp - grid.start_time) / grid.base_step)
+            if self._releasing or not self.active(master, tick):
+                return msg
+            if self.mode == "drop":
+                self.count += 1
+                return None if self.count % self.every == 0 else msg
+            self.held.append((tick + delay_ticks, msg))
+            return None
+
+        def release(tick: int) -> None:
+            while self.held and self.held[0][0] <= tick:
+                _, msg = self.held.pop(0)
+                self._releasing = True
+                try:
+                    conduit.inject(msg.destination, dict(zip(msg.tags, msg.values, strict=True)), source=msg.source,
+                                   auth=msg.auth, seq=msg.seq, timestamp=msg.timestamp)
+                finally:
+                    self._releasing = False
+
+        conduit.add_hook(hook)
+        master.add_observer(_Timer(release))
+
+
+@register("tamper")
+class ParameterTampering(Attack):
+    """Twin (or plant) model tampering: a tunable parameter ``unit.parameter`` (the target)
+    is set to ``value`` at the start and, with a duration, put back at the end."""
+
+    kind = "tamper"
+    physical = False
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 value: float = 0.0) -> None:
+        super().__init__(name, target, start, duration, seed)
+        self.value = value
+
+    def install(self, master: Master) -> None:
+        port = Port.parse(self.target)
+        unit = master.units.get(port.unit)
+        if unit is None or port.variable not in unit.variables:
+            raise ConfigurationError(f"attack '{self.name}': '{self.target}' is not a variable of the system")
+        original = unit.get([port.variable])[0]
+        start, end = self.ticks(master)
+
+        def act(tick: int) -> None:
+            if tick == start:
+                unit.set([port.variable], [self.value])
+            elif end is not None and tick == end:
+                unit.set([port.variable], [original])
+
+        master.add_observer(_Timer(act))

@@ -148,7 +148,7 @@ def test_bad_scenarios_and_attack_classes_give_clear_errors(tmp_path):
         run([{"attack": "spoofing", "target": "press.nothing", "at": 1.0}], duration=0.1)
 
 
-@pytest.mark.parametrize("preset", ["spoofing", "injection", "replay", "dos", "mitm", "api"])
+@pytest.mark.parametrize("preset", ["spoofing", "injection", "replay", "dos", "mitm", "api", "sync", "tamper"])
 def test_every_attack_preset_installs_on_the_cell(preset):
     from omegaconf import OmegaConf
 
@@ -199,3 +199,39 @@ def test_api_exploit_is_refused_by_an_authenticating_hmi_and_accepted_from_an_in
     assert log[-1]["result"] == "accepted" and data["hmi.safe_mode_cmd"][-1] and not data["plc.producing"][-1]
     log, data = attempt("operator")  # an insider's valid credentials: accepted
     assert log[-1]["result"] == "accepted" and not data["plc.producing"][-1]
+
+
+def _twin_run(events: list[dict], duration: float):
+    from experiments.plant import twin_sync
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("simulate", overrides=["plant=smart_factory", "twin=replica", "network=cell"])
+    spec, layout = system_spec(cfg)
+    master = spec.build(record=["press.pressure"], network=network_factory(cfg))
+    sync = twin_sync(cfg, layout)
+    master.add_observer(sync)
+    master.add_observer(Campaign(load_scenario({"events": events})))
+    master.run(duration=duration)
+    out = (sync.summary(), list(sync.events), master.observers[0].as_dict(), master.network.stats())
+    master.terminate()
+    return out
+
+
+def test_sync_attack_makes_twin_and_plant_diverge_and_is_reported():
+    clean, _, plant_clean, _ = _twin_run([], 8.0)
+    summary, events, plant, stats = _twin_run(
+        [{"attack": "sync", "target": "field_to_twin", "at": 2.0, "duration": 4.0,
+          "params": {"mode": "delay", "delay_s": 0.5}}], 8.0)
+    assert any(e["kind"] == "sync_late" and 2.0 <= e["t"] <= 2.3 for e in events)
+    assert stats["field_to_twin"]["injected"] > 0  # held frames were released later
+    assert summary["twin_deviation_max"] > clean["twin_deviation_max"]  # the twin lost track
+    np.testing.assert_array_equal(plant["press.pressure"], plant_clean["press.pressure"])  # the plant: untouched
+    assert clean["sync_faults"] == {}
+
+
+def test_twin_parameter_tampering_shows_as_deviation_not_in_the_plant():
+    clean, _, plant_clean, _ = _twin_run([], 5.0)
+    summary, _, plant, _ = _twin_run([{"attack": "tamper", "target": "twin_conveyor.gain", "at": 0.5,
+                                       "params": {"value": 0.25}}], 5.0)
+    assert summary["signals"]["conveyor.speed_meas"]["max"] > 5 * clean["signals"]["conveyor.speed_meas"]["max"]
+    np.testing.assert_array_equal(plant["press.pressure"], plant_clean["press.pressure"])
