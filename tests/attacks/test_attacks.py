@@ -224,7 +224,8 @@ def test_sync_attack_makes_twin_and_plant_diverge_and_is_reported():
           "params": {"mode": "delay", "delay_s": 0.5}}], 8.0)
     assert any(e["kind"] == "sync_late" and 2.0 <= e["t"] <= 2.3 for e in events)
     assert stats["field_to_twin"]["injected"] > 0  # held frames were released later
-    assert summary["twin_deviation_max"] > clean["twin_deviation_max"]  # the twin lost track
+    # the twin runs open loop while its telemetry is stale (no corrections from old data)
+    assert summary["corrections"] <= clean["corrections"] - 3
     np.testing.assert_array_equal(plant["press.pressure"], plant_clean["press.pressure"])  # the plant: untouched
     assert clean["sync_faults"] == {}
 
