@@ -39,6 +39,37 @@ class Observer(ABC):  # noqa: B024 - every hook is optional
         pass
 
 
+class PortReader:
+    """Reads a fixed list of ``unit.variable`` ports with one read per unit, in the given order.
+
+    Observers that compare or count signals (twin synchronisation, production accounting) use
+    it instead of reading each port on its own.
+
+    Raises:
+        ConfigurationError: naming ``what`` and the port that is not a variable of the system.
+    """
+
+    def __init__(self, master: Master, ports: Sequence[str], what: str = "observer") -> None:
+        by_unit: dict[str, list[tuple[int, str]]] = {}
+        for i, text in enumerate(ports):
+            port = Port.parse(text)
+            unit = master.units.get(port.unit)
+            if unit is None or port.variable not in unit.variables:
+                raise ConfigurationError(f"{what}: '{text}' is not a variable of the system")
+            by_unit.setdefault(port.unit, []).append((i, port.variable))
+        self._groups = [([i for i, _ in pairs], master.units[u].reader([v for _, v in pairs]))
+                        for u, pairs in by_unit.items()]
+        self.size = len(ports)
+
+    def read(self, out: list[Any] | None = None) -> list[Any]:
+        """Current values, in port order (written into ``out`` when given)."""
+        values = out if out is not None else [None] * self.size
+        for idx, reader in self._groups:
+            for i, v in zip(idx, reader(), strict=True):
+                values[i] = v
+        return values
+
+
 _NUMPY_TYPES = {VarType.REAL: np.float64, VarType.INTEGER: np.int64, VarType.BOOLEAN: np.bool_}
 
 

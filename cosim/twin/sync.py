@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cosim.core.connection import Port
-from cosim.core.observer import Observer
+from cosim.core.observer import Observer, PortReader
 from cosim.core.variables import VarType
 from cosim.errors import ConfigurationError
 from cosim.twin.replica import TwinLayout
@@ -88,8 +88,8 @@ class TwinSync(Observer):
         self._master = master
         self._dt = master.grid.base_step
         n = len(self.layout.signals)
-        self._meas = self._group([s.measured_at for s in self.layout.signals], master)
-        self._pred = self._group([s.predicted_at for s in self.layout.signals], master)
+        self._meas = PortReader(master, [s.measured_at for s in self.layout.signals], "twin sync")
+        self._pred = PortReader(master, [s.predicted_at for s in self.layout.signals], "twin sync")
         types = []
         for s in self.layout.signals:
             port = Port.parse(s.predicted_at)
@@ -121,21 +121,6 @@ class TwinSync(Observer):
         self._arm_sync = self._arm_targets(master)
         self.events, self.corrections = [], 0
 
-    @staticmethod
-    def _group(ports: Sequence[str], master: Master) -> list[tuple[list[int], Any]]:
-        by_unit: dict[str, list[tuple[int, str]]] = {}
-        for i, text in enumerate(ports):
-            port = Port.parse(text)
-            by_unit.setdefault(port.unit, []).append((i, port.variable))
-        return [([i for i, _ in pairs], master.units[u].reader([v for _, v in pairs])) for u, pairs in by_unit.items()]
-
-    @staticmethod
-    def _read(groups: list[tuple[list[int], Any]], out: list[Any]) -> list[Any]:
-        for idx, reader in groups:
-            for i, v in zip(idx, reader(), strict=True):
-                out[i] = v
-        return out
-
     def _arm_targets(self, master: Master) -> list[tuple[Any, list[int], list[int]]]:
         """Replicas with arm joints whose positions arrive as telemetry (``q_<i>``)."""
         found = []
@@ -156,14 +141,14 @@ class TwinSync(Observer):
     def after_step(self, tick: int) -> None:
         every = self._every
         if tick % every == 0:  # the replicas have just reached this tick: keep their prediction
-            self._hist[tick] = list(self._read(self._pred, self._pred_buf))
+            self._hist[tick] = list(self._pred.read(self._pred_buf))
             self._hist.pop(tick - self._keep * every, None)
         if (tick - 1) % every:
             return
         assert self._master is not None
         # the receiver now holds what the plant sent at the previous tick (later, with network
         # latency): compare it with the twin's prediction for that same instant
-        meas = self._read(self._meas, self._meas_buf)
+        meas = self._meas.read(self._meas_buf)
         sample = self._sample_ticks(tick - 1)
         latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
         k, persist, bound_sq, n_bound = self.k, self._persist_ticks, 0.0, 0

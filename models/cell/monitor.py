@@ -15,8 +15,7 @@ import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cosim.core.connection import Port
-from cosim.core.observer import Observer
+from cosim.core.observer import Observer, PortReader
 from cosim.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class CellMonitor(Observer):
         if unknown:
             raise ConfigurationError(f"monitor: unknown signal roles {sorted(unknown)}")
         self._master: Master | None = None
-        self._readers: list[Any] = []
+        self._reader: PortReader | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -71,26 +70,15 @@ class CellMonitor(Observer):
 
     def on_start(self, master: Master) -> None:
         self._master = master
-        by_unit: dict[str, list[tuple[str, str]]] = {}
-        for role, text in self.signals.items():
-            port = Port.parse(text)
-            unit = master.units.get(port.unit)
-            if unit is None or port.variable not in unit.variables:
-                raise ConfigurationError(f"monitor: signal {role} = '{text}' is not a variable of the plant")
-            by_unit.setdefault(port.unit, []).append((role, port.variable))
-        # one read per unit and step
-        self._readers = [([role for role, _ in pairs], master.units[name].reader([v for _, v in pairs]))
-                         for name, pairs in by_unit.items()]
+        self._roles = list(self.signals)
+        self._reader = PortReader(master, [self.signals[r] for r in self._roles], "monitor")
         self._reset()
         self.t0 = master.time
         self.last_completion = master.time
         self.last = self._read()
 
     def _read(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for roles, reader in self._readers:
-            out.update(zip(roles, reader(), strict=True))
-        return out
+        return dict(zip(self._roles, self._reader.read(), strict=True))
 
     def after_step(self, tick: int) -> None:
         assert self._master is not None
@@ -130,7 +118,7 @@ class CellMonitor(Observer):
         self.events.append({"t": t, "kind": kind, "detail": detail})
 
     def save_state(self) -> Any:
-        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_master", "_readers")})
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_master", "_reader")})
 
     def restore_state(self, state: Any) -> None:
         self.__dict__.update(copy.deepcopy(state))
