@@ -5,17 +5,19 @@ from cosim.attacks.base import ATTACKS, Attack, GroundTruth, Interval, check_att
 from cosim.attacks.library import (
     APIExploit,
     CommandInjection,
+    ConnectionHook,
     DenialOfService,
     ManInTheMiddle,
     MeasurementSpoofing,
     ParameterTampering,
     Replay,
     SyncAttack,
+    links_from,
 )
 from cosim.attacks.scenario import Campaign, load_scenario
 
 __all__ = [
-    "ATTACKS", "APIExploit", "Attack", "Campaign", "CommandInjection", "DenialOfService", "GroundTruth",
-    "Interval", "ManInTheMiddle", "MeasurementSpoofing", "ParameterTampering", "Replay", "SyncAttack",
-    "check_attack", "load_scenario", "register",
+    "ATTACKS", "APIExploit", "Attack", "Campaign", "CommandInjection", "ConnectionHook", "DenialOfService",
+    "GroundTruth", "Interval", "ManInTheMiddle", "MeasurementSpoofing", "ParameterTampering", "Replay",
+    "SyncAttack", "check_attack", "links_from", "load_scenario", "register",
 ]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cosim.core.master import Master
 
 
-def _links_from(master: Master, signal: str, exclude_prefix: Sequence[str] = ()) -> list[str]:
+def links_from(master: Master, signal: str, exclude_prefix: Sequence[str] = ()) -> list[str]:
     """Every connection leaving ``signal`` (``"src -> dst"``), optionally not into some units."""
     port = Port.parse(signal)
     if port.unit not in master.units or port.variable not in master.units[port.unit].variables:
@@ -34,8 +34,9 @@ def _links_from(master: Master, signal: str, exclude_prefix: Sequence[str] = ())
     return links
 
 
-class _Hook(Manipulator):
-    """A manipulator whose value comes from its attack (shared state across links)."""
+class ConnectionHook(Manipulator):
+    """A manipulator on one link whose value comes from ``fn(tick, value)``: the building block
+    of attacks on connections (one hook per link, state shared through the attack)."""
 
     def __init__(self, target: str, start: int, end: int | None, fn: Any) -> None:
         super().__init__(target, start, end)
@@ -95,8 +96,8 @@ class MeasurementSpoofing(Attack):
     def install(self, master: Master) -> None:
         start, end = self.ticks(master)
         fn = self._spoof(master, start)
-        for link in _links_from(master, self.target):
-            master.add_manipulator(_Hook(link, start, end, fn))
+        for link in links_from(master, self.target):
+            master.add_manipulator(ConnectionHook(link, start, end, fn))
 
 
 @register("injection")
@@ -116,8 +117,8 @@ class CommandInjection(Attack):
     def install(self, master: Master) -> None:
         start, end = self.ticks(master)
         value = self.value
-        for link in _links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
-            master.add_manipulator(_Hook(link, start, end, lambda tick, v: type(v)(value)))
+        for link in links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
+            master.add_manipulator(ConnectionHook(link, start, end, lambda tick, v: type(v)(value)))
 
 
 @register("replay")
@@ -139,7 +140,7 @@ class Replay(Attack):
     def install(self, master: Master) -> None:
         start, end = self.ticks(master)
         rec_start = start - round(self.record_s / master.grid.base_step)
-        for link in _links_from(master, self.target):
+        for link in links_from(master, self.target):
             tape = self.tape.setdefault(link, [])
 
             def fn(tick: int, value: Value, tape: list[Value] = tape) -> Value:
@@ -148,7 +149,7 @@ class Replay(Attack):
                     return value
                 return tape[(tick - start) % len(tape)] if tape else value
 
-            master.add_manipulator(_Hook(link, rec_start, end, fn))
+            master.add_manipulator(ConnectionHook(link, rec_start, end, fn))
 
 
 @register("dos")
@@ -198,12 +199,12 @@ class ManInTheMiddle(Attack):
     def install(self, master: Master) -> None:
         start, end = self.ticks(master)
         factor = self.factor
-        for link in _links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
-            master.add_manipulator(_Hook(link, start, end, lambda tick, v: v * factor))
+        for link in links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
+            master.add_manipulator(ConnectionHook(link, start, end, lambda tick, v: v * factor))
         if self.hide:
             # the hiding starts one step later and ends one step later: the process lags the command
-            for link in _links_from(master, self.hide):
-                master.add_manipulator(_Hook(link, start + 1, None if end is None else end + 1,
+            for link in links_from(master, self.hide):
+                master.add_manipulator(ConnectionHook(link, start + 1, None if end is None else end + 1,
                                              lambda tick, v: v / factor))
 
 
