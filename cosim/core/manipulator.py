@@ -24,7 +24,16 @@ class Manipulator(ABC):
         target: ``"unit.input"`` or ``"src_unit.output -> dst_unit.input"``.
         start_tick: first tick the manipulator acts on.
         end_tick: first tick it no longer acts on (``None``: until the end).
+        path: the conduit a manipulated connection travels over, set by the master when a
+            network is attached (``None``: a direct link, or a manipulator on a unit input).
+            On an authenticated conduit an in-path change fails the receiver's check: the
+            manipulator does not act and the attempt counts as an authentication failure.
+        credentials: the manipulator holds the conduit's key (an insider): authentication
+            does not stop it.
     """
+
+    path: Any = None
+    credentials: bool = False
 
     def __init__(self, target: str, start_tick: int = 0, end_tick: int | None = None) -> None:
         if start_tick < 0 or (end_tick is not None and end_tick < start_tick):
@@ -36,18 +45,24 @@ class Manipulator(ABC):
         self.end_tick = end_tick
 
     def active(self, tick: int) -> bool:
-        return self.start_tick <= tick and (self.end_tick is None or tick < self.end_tick)
+        if not (self.start_tick <= tick and (self.end_tick is None or tick < self.end_tick)):
+            return False
+        path = self.path
+        if path is not None and path.authenticated and not self.credentials:
+            path.reject_tampered()
+            return False
+        return True
 
     @abstractmethod
     def apply(self, tick: int, value: Value) -> Value:
         """Return the value the target receives instead of ``value``."""
 
     def save_state(self) -> Any:
-        """State for system snapshots. Default: every attribute, deep-copied."""
-        return copy.deepcopy(self.__dict__)
+        """State for system snapshots. Default: every attribute but :attr:`path`, deep-copied."""
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k != "path"})
 
     def restore_state(self, state: Any) -> None:
-        self.__dict__.update(copy.deepcopy(state))
+        self.__dict__.update(copy.deepcopy({k: v for k, v in state.items() if k != "path"}))
 
 
 class Override(Manipulator):

@@ -387,6 +387,8 @@ class Master:
                 raise InvalidConnectionError(
                     f"manipulator {type(m).__name__}: there is no connection {src} -> {dst}"
                 )
+            if self.network is not None and m.path is None:
+                m.path = self.network.route_of(src.unit, dst.unit)
             return dst
         port = Port.parse(text.strip())
         unit = self.units.get(port.unit)

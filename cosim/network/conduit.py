@@ -391,6 +391,22 @@ class Conduit:
         self._cut = False
         self._update_fast()
 
+    def secure(self, key: bytes) -> None:
+        """Authenticate every frame from now on (HMAC-SHA256 with ``key``): frames changed or
+        forged on the path fail the receiver's check (``auth_failures``) and are discarded,
+        and so do in-path manipulators of the connections it carries (see
+        :attr:`cosim.core.manipulator.Manipulator.path`). Frames already in flight were
+        signed with the old key, or none, and are checked against the new one."""
+        if not isinstance(key, bytes | bytearray) or not key:
+            raise ConfigurationError(f"conduit '{self.name}': secure needs a non-empty bytes key")
+        self._key = bytes(key)
+        self._mac = hmac.new(self._key, digestmod="sha256")
+        self._update_fast()
+
+    def reject_tampered(self) -> None:
+        """Count a frame changed on the path that failed authentication at the receiver."""
+        self.auth_failures += 1
+
     def rate_limit(self, msgs_per_s: float | None, burst: float | None = None) -> None:
         """Token bucket: pass at most ``msgs_per_s`` messages per second on average.
 

@@ -180,6 +180,11 @@ class Network:
             )
         return ch
 
+    def route_of(self, source_unit: str, target_unit: str) -> Conduit | None:
+        """The conduit that frames from ``source_unit`` to ``target_unit`` travel over, if any."""
+        ch = self._channels.get((source_unit, target_unit))
+        return None if ch is None else ch.conduit
+
     def bind(self, master: Master) -> None:
         """Check the zones against ``master``'s units and route its connections.
 
