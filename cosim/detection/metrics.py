@@ -1,0 +1,227 @@
+"""Detection metrics for labelled runs: point-wise, event-wise, false alarms per hour.
+
+Pure numpy. Every function takes per-sample arrays (``times`` in seconds, ``y_true`` the
+ground truth 0/1, ``y_pred`` the alarms 0/1) and never returns NaN:
+
+- precision with no predicted positives is 1.0 when there are no true positives to find
+  either (nothing to find, nothing claimed), else 0.0; recall with no true positives is
+  1.0 when nothing was predicted positive, else 0.0; F1 is 0.0 when precision + recall is 0.
+- event-wise delays are ``None`` when no event was detected.
+- false alarms per hour is 0.0 when there is no normal time.
+
+The headline figures are point-wise precision/recall/F1 and event recall with detection
+delay. Point-adjusted F1 (every sample of an event counted as detected once one is) is
+given only as the extra key ``f1_point_adjusted``: it inflates scores and is never a
+headline. eTaPR is not provided (no maintained package on PyPI installs here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cosim.errors import ConfigurationError
+
+Interval = tuple[float, float | None]
+
+
+class MetricInputError(ConfigurationError, ValueError):
+    """Arrays given to a metric do not fit (shape, length, non-binary labels, unsorted times)."""
+
+
+def _binary(y: Any, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise MetricInputError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if arr.size and not np.all(np.isin(arr, (0, 1))):
+        raise MetricInputError(f"{name} must hold only 0/1 (or booleans)")
+    return arr.astype(bool)
+
+
+def _times(times: Any, n: int) -> np.ndarray:
+    t = np.asarray(times, dtype=float)
+    if t.ndim != 1 or t.size != n:
+        raise MetricInputError(f"times must be one-dimensional with {n} samples, got shape {t.shape}")
+    if t.size > 1 and np.any(np.diff(t) < 0):
+        raise MetricInputError("times must be non-decreasing")
+    return t
+
+
+def _check_same(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise MetricInputError(f"y_true and y_pred differ in length: {a.size} vs {b.size}")
+
+
+def _ratio(num: int, den: int, empty: float) -> float:
+    return float(num) / float(den) if den > 0 else empty
+
+
+def pointwise(y_true: Any, y_pred: Any) -> dict[str, float | int]:
+    """Sample-by-sample confusion counts and rates.
+
+    Args:
+        y_true: ground truth per sample (1 = under attack / faulty).
+        y_pred: alarms per sample (1 = alarm).
+
+    Returns:
+        ``precision``, ``recall``, ``f1``, ``accuracy`` (floats) and ``tp``, ``fp``,
+        ``tn``, ``fn`` (ints). Zero-denominator cases follow the module docstring;
+        accuracy of an empty run is 1.0.
+    """
+    t = _binary(y_true, "y_true")
+    p = _binary(y_pred, "y_pred")
+    _check_same(t, p)
+    tp = int(np.sum(t & p))
+    fp = int(np.sum(~t & p))
+    fn = int(np.sum(t & ~p))
+    tn = int(np.sum(~t & ~p))
+    precision = _ratio(tp, tp + fp, 1.0 if tp + fn == 0 else 0.0)
+    recall = _ratio(tp, tp + fn, 1.0 if tp + fp == 0 else 0.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    accuracy = _ratio(tp + tn, t.size, 1.0)
+    return {"precision": precision, "recall": recall, "f1": float(f1), "accuracy": accuracy,
+            "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def _median_dt(t: np.ndarray) -> float:
+    if t.size < 2:
+        return 0.0
+    return float(np.median(np.diff(t)))
+
+
+def _runs(y: np.ndarray) -> list[tuple[int, int]]:
+    """Index runs ``[i, j)`` of True in ``y``."""
+    if y.size == 0:
+        return []
+    padded = np.concatenate(([False], y, [False])).astype(np.int8)
+    d = np.diff(padded)
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def events(times: Any, y: Any) -> list[tuple[float, float]]:
+    """Maximal runs of ``y == 1`` as ``[start, end)`` intervals in time.
+
+    ``end`` is the time of the first sample after the run, or, for a run that lasts to
+    the last sample, the last time plus the median sample spacing.
+    """
+    yb = _binary(y, "y")
+    t = _times(times, yb.size)
+    tail = float(t[-1]) + _median_dt(t) if t.size else 0.0
+    out: list[tuple[float, float]] = []
+    for a, b in _runs(yb):
+        end = float(t[b]) if b < t.size else tail
+        out.append((float(t[a]), end))
+    return out
+
+
+def eventwise(intervals: Sequence[Interval], times: Any, y_pred: Any) -> dict[str, Any]:
+    """Event recall and detection delays.
+
+    Args:
+        intervals: attack events as ``(start, end)``; ``end=None`` means "until the end of
+            the run". An event is detected when at least one alarm sample lies in
+            ``[start, end)``.
+        times: sample times (s).
+        y_pred: alarms per sample.
+
+    Returns:
+        ``event_recall`` (1.0 when there are no events), ``events``, ``detected``,
+        ``delays`` (first alarm time minus start, per detected event, in event order),
+        ``median_delay_s`` and ``mean_delay_s`` (``None`` when nothing was detected).
+    """
+    p = _binary(y_pred, "y_pred")
+    t = _times(times, p.size)
+    delays: list[float] = []
+    for start, end in intervals:
+        s = float(start)
+        inside = t >= s
+        if end is not None:
+            inside &= t < float(end)
+        hits = np.flatnonzero(inside & p)
+        if hits.size:
+            delays.append(float(t[hits[0]]) - s)
+    n = len(intervals)
+    return {
+        "event_recall": _ratio(len(delays), n, 1.0),
+        "events": n,
+        "detected": len(delays),
+        "delays": delays,
+        "median_delay_s": float(np.median(delays)) if delays else None,
+        "mean_delay_s": float(np.mean(delays)) if delays else None,
+    }
+
+
+def _sample_dt(t: np.ndarray) -> np.ndarray:
+    """Duration each sample stands for: time to the next sample; the last gets the median."""
+    if t.size == 0:
+        return t.copy()
+    return np.append(np.diff(t), _median_dt(t))
+
+
+def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any) -> float:
+    """Alarm onsets that start on normal samples, per hour of normal time.
+
+    An onset is a rising edge of ``y_pred`` (an alarm on the first sample counts as one).
+    Normal time is the sum of the sample spacings of samples with ``y_true == 0`` (the last
+    sample counts for the median spacing). Returns 0.0 when there is no normal time.
+    """
+    tr = _binary(y_true, "y_true")
+    p = _binary(y_pred, "y_pred")
+    _check_same(tr, p)
+    t = _times(times, p.size)
+    normal_s = float(np.sum(_sample_dt(t)[~tr]))
+    if normal_s <= 0:
+        return 0.0
+    onset = p & ~np.concatenate(([False], p[:-1]))
+    return float(np.sum(onset & ~tr)) / (normal_s / 3600.0)
+
+
+def f1_point_adjusted(y_true: Any, y_pred: Any) -> float:
+    """F1 after point adjustment: an attack run with any alarm counts as fully detected.
+
+    Known to inflate scores (a random detector can look good); report it only beside the
+    unadjusted figures, never as the headline.
+    """
+    tr = _binary(y_true, "y_true")
+    p = _binary(y_pred, "y_pred").copy()
+    _check_same(tr, p)
+    for a, b in _runs(tr):
+        if p[a:b].any():
+            p[a:b] = True
+    return float(pointwise(tr, p)["f1"])
+
+
+def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] | None = None) -> dict[str, Any]:
+    """All metrics of one run in a flat dict.
+
+    Args:
+        times: sample times (s).
+        y_true: ground truth per sample.
+        y_pred: alarms per sample.
+        intervals: attack events; ``None`` derives them from ``y_true`` with :func:`events`.
+
+    Returns:
+        precision, recall, f1, accuracy, tp, fp, tn, fn, event_recall, events, detected,
+        median_delay_s, mean_delay_s, false_alarms_per_hour, alarm_rate, samples and the
+        extra (non-headline) ``f1_point_adjusted``.
+    """
+    tr = _binary(y_true, "y_true")
+    p = _binary(y_pred, "y_pred")
+    _check_same(tr, p)
+    t = _times(times, p.size)
+    if intervals is None:
+        intervals = events(t, tr)
+    out: dict[str, Any] = dict(pointwise(tr, p))
+    ev = eventwise(intervals, t, p)
+    out.update({k: v for k, v in ev.items() if k != "delays"})
+    out["false_alarms_per_hour"] = false_alarms_per_hour(t, tr, p)
+    out["alarm_rate"] = _ratio(int(p.sum()), p.size, 0.0)
+    out["samples"] = int(p.size)
+    out["f1_point_adjusted"] = f1_point_adjusted(tr, p)
+    return out
