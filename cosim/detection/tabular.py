@@ -267,7 +267,7 @@ class _PCAModel:
             k = int(self.n_components)
         else:
             k = int(np.searchsorted(np.cumsum(lam) / total, self.variance) + 1) if total > 0 else 1
-        k = max(1, min(k, lam.size))
+        k = max(1, min(k, lam.size, Z.shape[1] - 1))  # keep a residual space for Q
         self.P = vt[:k].T
         floor = 1e-12 * max(float(lam[0]), 1e-300)
         self.lam = np.maximum(lam[:k], floor)
@@ -347,7 +347,10 @@ def make(name: str, **params: Any) -> TableDetector:
     """A new, unfitted detector by registry name."""
     if name not in REGISTRY:
         raise ConfigurationError(f"unknown table detector '{name}'; available: {available()}")
-    return REGISTRY[name](**params)
+    try:
+        return REGISTRY[name](**params)
+    except (TypeError, ValueError) as exc:
+        raise DetectorError(f"detector '{name}': bad parameters {params} ({exc})") from exc
 
 
 # -------------------------------------------------------------------- detectors
