@@ -1,4 +1,5 @@
-"""The attacks of the library (communication and interface level).
+"""The attacks of the library: communication and interface level, conduits and the twin's
+synchronisation.
 
 Each acts through the master's manipulators (on connections) or a conduit's hooks, inside
 its window only, and reports its ground truth.
@@ -14,12 +15,13 @@ import numpy as np
 from cosim.attacks.base import Attack, register
 from cosim.core.connection import Port
 from cosim.core.manipulator import Manipulator
-from cosim.core.observer import Observer
 from cosim.core.variables import Value
-from cosim.errors import ConfigurationError
+from cosim.errors import ConfigurationError, CosimError
+from cosim.network.message import Message
 
 if TYPE_CHECKING:
     from cosim.core.master import Master
+    from cosim.network.conduit import Conduit
 
 
 def links_from(master: Master, signal: str, exclude_prefix: Sequence[str] = ()) -> list[str]:
@@ -97,7 +99,7 @@ class MeasurementSpoofing(Attack):
         start, end = self.ticks(master)
         fn = self._spoof(master, start)
         for link in links_from(master, self.target):
-            master.add_manipulator(ConnectionHook(link, start, end, fn))
+            self.add_manipulator(master, ConnectionHook(link, start, end, fn))
 
 
 @register("injection")
@@ -118,7 +120,7 @@ class CommandInjection(Attack):
         start, end = self.ticks(master)
         value = self.value
         for link in links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
-            master.add_manipulator(ConnectionHook(link, start, end, lambda tick, v: type(v)(value)))
+            self.add_manipulator(master, ConnectionHook(link, start, end, lambda tick, v: type(v)(value)))
 
 
 @register("replay")
@@ -149,34 +151,7 @@ class Replay(Attack):
                     return value
                 return tape[(tick - start) % len(tape)] if tape else value
 
-            master.add_manipulator(ConnectionHook(link, rec_start, end, fn))
-
-
-@register("dos")
-class DenialOfService(Attack):
-    """Starves a conduit's receivers by dropping every frame on it inside the window (the
-    receivers hold stale values). The target is a conduit name; needs the interface layer."""
-
-    kind = "dos"
-    physical = False
-
-    def install(self, master: Master) -> None:
-        network = getattr(master, "network", None)
-        if network is None:
-            raise ConfigurationError(
-                f"attack '{self.name}': a denial of service needs the interface layer (network=...)"
-            )
-        try:
-            conduit = network.conduit(self.target)
-        except Exception as exc:
-            raise ConfigurationError(f"attack '{self.name}': {exc}") from None
-        grid = master.grid
-
-        def hook(msg: Any) -> Any:
-            tick = round((msg.timestamp - grid.start_time) / grid.base_step)
-            return None if self.active(master, tick) else msg
-
-        conduit.add_hook(hook)
+            self.add_manipulator(master, ConnectionHook(link, rec_start, end, fn))
 
 
 @register("mitm")
@@ -200,11 +175,11 @@ class ManInTheMiddle(Attack):
         start, end = self.ticks(master)
         factor = self.factor
         for link in links_from(master, self.target, exclude_prefix=[self.twin_prefix]):
-            master.add_manipulator(ConnectionHook(link, start, end, lambda tick, v: v * factor))
+            self.add_manipulator(master, ConnectionHook(link, start, end, lambda tick, v: v * factor))
         if self.hide:
             # the hiding starts one step later and ends one step later: the process lags the command
             for link in links_from(master, self.hide):
-                master.add_manipulator(ConnectionHook(link, start + 1, None if end is None else end + 1,
+                self.add_manipulator(master, ConnectionHook(link, start + 1, None if end is None else end + 1,
                                              lambda tick, v: v / factor))
 
 
@@ -227,76 +202,195 @@ class APIExploit(Attack):
         hmi = master.units.get(self.target)
         if hmi is None or not hasattr(hmi, "request"):
             raise ConfigurationError(f"attack '{self.name}': '{self.target}' is not an HMI/API unit of the system")
-        hmi.request(self.tag, self.value, user=self.user, at=self.start)
+        user = self.user if self.traits.insider is None else str(self.traits.insider.get("user", "operator"))
+        hmi.request(self.tag, self.value, user=user, at=self.start)
         if self.end is not None and self.restore is not None:
-            hmi.request(self.tag, self.restore, user=self.user, at=self.end)
+            hmi.request(self.tag, self.restore, user=user, at=self.end)
 
 
-class _Timer(Observer):
-    """Calls ``fn(tick)`` after every step (how an attack acts at its own times)."""
+class ConduitAttack(Attack):
+    """Base of the attacks on a conduit's frames: the target is a conduit name (needs the
+    interface layer). Frames can be held back and released later, in any order, through the
+    conduit's :meth:`~cosim.network.conduit.Conduit.inject` (they keep their sequence number,
+    time stamp and HMAC tag)."""
 
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-
-    def after_step(self, tick: int) -> None:
-        self.fn(tick)
-
-
-@register("sync")
-class SyncAttack(Attack):
-    """Attacks the twin's synchronisation: telemetry frames on a conduit (the target, e.g.
-    ``field_to_twin``) are dropped (``drop``: every ``every``-th frame) or held back
-    (``delay``: by ``delay_s``, then released in order), so that twin and plant diverge."""
-
-    kind = "sync"
-    physical = False
-    MODES = ("drop", "delay")
-
-    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
-                 mode: str = "delay", delay_s: float = 0.5, every: int = 1) -> None:
-        super().__init__(name, target, start, duration, seed)
-        if mode not in self.MODES:
-            raise ConfigurationError(f"attack '{name}': unknown sync mode '{mode}'; modes are {self.MODES}")
-        if int(every) != every or every < 1 or not delay_s > 0:
-            raise ConfigurationError(f"attack '{name}': every must be a positive integer and delay_s > 0")
-        self.mode, self.delay_s, self.every = mode, float(delay_s), int(every)
-        self.held: list[tuple[int, Any]] = []
-        self.count = 0
-        self._releasing = False
-
-    def install(self, master: Master) -> None:
+    def conduit(self, master: Master) -> Conduit:
         network = getattr(master, "network", None)
         if network is None:
-            raise ConfigurationError(f"attack '{self.name}': a synchronisation attack needs the interface layer")
+            raise ConfigurationError(f"attack '{self.name}': a {self.kind} attack needs the interface layer "
+                                     "(network=...)")
         try:
-            conduit = network.conduit(self.target)
-        except Exception as exc:
+            return network.conduit(self.target)
+        except CosimError as exc:
             raise ConfigurationError(f"attack '{self.name}': {exc}") from None
-        grid = master.grid
-        delay_ticks = max(1, round(self.delay_s / grid.base_step))
 
-        def hook(msg: Any) -> Any:
-            tick = round((msg.timestamp - grid.start_time) / grid.base_step)
-            if self._releasing or not self.active(master, tick):
+    @staticmethod
+    def frame_tick(master: Master, msg: Message) -> int:
+        grid = master.grid
+        return round((msg.timestamp - grid.start_time) / grid.base_step)
+
+    @staticmethod
+    def release(conduit: Conduit, msg: Message) -> None:
+        """Put a held frame back on the conduit now, unchanged."""
+        conduit.inject(msg.destination, dict(zip(msg.tags, msg.values, strict=True)), source=msg.source,
+                       auth=msg.auth, seq=msg.seq, timestamp=msg.timestamp)
+
+    def install_delay(self, master: Master, conduit: Conduit, delay_s: float) -> None:
+        """Hold every frame sent inside the window for ``delay_s``, then release it in order."""
+        delay_ticks = max(1, round(delay_s / master.grid.base_step))
+        held: list[tuple[int, Message]] = []
+
+        def hook(msg: Message) -> Message | None:
+            tick = self.frame_tick(master, msg)
+            if not self.active(master, tick):
                 return msg
-            if self.mode == "drop":
-                self.count += 1
-                return None if self.count % self.every == 0 else msg
-            self.held.append((tick + delay_ticks, msg))
+            held.append((tick + delay_ticks, msg))
             return None
 
         def release(tick: int) -> None:
-            while self.held and self.held[0][0] <= tick:
-                _, msg = self.held.pop(0)
-                self._releasing = True
-                try:
-                    conduit.inject(msg.destination, dict(zip(msg.tags, msg.values, strict=True)), source=msg.source,
-                                   auth=msg.auth, seq=msg.seq, timestamp=msg.timestamp)
-                finally:
-                    self._releasing = False
+            while held and held[0][0] <= tick:
+                self.release(conduit, held.pop(0)[1])
 
-        conduit.add_hook(hook)
-        master.add_observer(_Timer(release))
+        self.held = held
+        self.add_hook(conduit, hook)
+        self.add_timer(master, release)
+
+
+@register("dos")
+class DenialOfService(ConduitAttack):
+    """Denial of service on a conduit (the target), inside the window:
+
+    * ``drop``: every frame is dropped; the receivers hold stale values;
+    * ``delay``: every frame is held back by ``delay_s`` (released in order afterwards);
+    * ``flood``: ``frames_per_tick`` junk frames (stale sequence numbers, zero values) are put
+      on the conduit every tick before the legitimate traffic, so they take the link's
+      bandwidth and queue — or, on a conduit without a bandwidth model, the capacity of
+      ``capacity_fps`` frames per second that the flooded device can handle (a token bucket
+      through the conduit's public ``rate_limit``, in force only inside the window) — and
+      legitimate frames are dropped (``dropped_queue`` / ``dropped_rate``). Receivers
+      discard the junk itself (``out_of_order``).
+    """
+
+    kind = "dos"
+    physical = False
+    MODES = ("drop", "delay", "flood")
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 mode: str = "drop", delay_s: float = 0.5, frames_per_tick: int = 20,
+                 capacity_fps: float | None = None) -> None:
+        super().__init__(name, target, start, duration, seed)
+        if mode not in self.MODES:
+            raise ConfigurationError(f"attack '{name}': unknown dos mode '{mode}'; modes are {self.MODES}")
+        if not delay_s > 0 or int(frames_per_tick) != frames_per_tick or frames_per_tick < 1:
+            raise ConfigurationError(f"attack '{name}': delay_s must be > 0 and frames_per_tick a positive integer")
+        if capacity_fps is not None and not capacity_fps > 0:
+            raise ConfigurationError(f"attack '{name}': capacity_fps must be positive, got {capacity_fps}")
+        self.mode, self.delay_s, self.frames_per_tick = mode, float(delay_s), int(frames_per_tick)
+        self.capacity_fps = None if capacity_fps is None else float(capacity_fps)
+        self.junk_sent = 0
+
+    def install(self, master: Master) -> None:
+        conduit = self.conduit(master)
+        if self.mode == "delay":
+            self.install_delay(master, conduit, self.delay_s)
+            return
+        if self.mode == "drop":
+            self.add_hook(conduit, lambda msg: None if self.active(master, self.frame_tick(master, msg)) else msg)
+            return
+        if conduit.config.bandwidth_bps is None and self.capacity_fps is None:
+            raise ConfigurationError(
+                f"attack '{self.name}': conduit '{conduit.name}' has no bandwidth limit, so a flood cannot fill "
+                "it; give capacity_fps (frames/s the flooded device handles) or a bandwidth_bps to the conduit")
+        if not conduit.channels:
+            raise ConfigurationError(f"attack '{self.name}': conduit '{conduit.name}' carries no channel to flood")
+        start, end = self.ticks(master)
+        dt = master.grid.base_step
+
+        def flood(tick: int) -> None:
+            if tick == start and self.capacity_fps is not None:
+                conduit.rate_limit(self.capacity_fps, burst=max(1.0, self.capacity_fps * dt))
+            if end is not None and tick == end and self.capacity_fps is not None:
+                conduit.rate_limit(None)
+            if not self.active(master, tick):
+                return
+            chans = conduit.channels
+            for i in range(self.frames_per_tick):
+                ch = chans[(self.junk_sent + i) % len(chans)]
+                junk = {tag: typ.coerce(0) for tag, typ in zip(ch.tags, ch.types, strict=True)}
+                conduit.inject(ch.target, junk, source=ch.source, seq=0)
+            self.junk_sent += self.frames_per_tick
+
+        self.add_timer(master, flood)
+        if self.active(master, master.tick):
+            flood(master.tick)
+
+
+@register("sync")
+class SyncAttack(ConduitAttack):
+    """Attacks the twin's synchronisation: telemetry frames on a conduit (the target, e.g.
+    ``field_to_twin``) are dropped (``drop``: every ``every``-th frame), held back
+    (``delay``: by ``delay_s``, then released in order) or delivered out of order
+    (``reorder``: ``window`` consecutive frames of a channel are held and released newest
+    first — or shuffled with ``shuffle`` — so the receiver discards the older ones,
+    counted ``out_of_order``), so that twin and plant diverge."""
+
+    kind = "sync"
+    physical = False
+    MODES = ("drop", "delay", "reorder")
+
+    def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
+                 mode: str = "delay", delay_s: float = 0.5, every: int = 1, window: int = 2,
+                 shuffle: bool = False) -> None:
+        super().__init__(name, target, start, duration, seed)
+        if mode not in self.MODES:
+            raise ConfigurationError(f"attack '{name}': unknown sync mode '{mode}'; modes are {self.MODES}")
+        if int(every) != every or every < 1 or not delay_s > 0 or int(window) != window or window < 2:
+            raise ConfigurationError(f"attack '{name}': every must be a positive integer, delay_s > 0 and "
+                                     "window an integer >= 2")
+        self.mode, self.delay_s, self.every, self.window = mode, float(delay_s), int(every), int(window)
+        self.shuffle = bool(shuffle)
+        self.rng = np.random.default_rng(seed)
+        self.count = 0
+        self.pending: dict[tuple[str, str], list[Message]] = {}
+
+    def install(self, master: Master) -> None:
+        conduit = self.conduit(master)
+        if self.mode == "delay":
+            self.install_delay(master, conduit, self.delay_s)
+            return
+        if self.mode == "drop":
+            def drop(msg: Message) -> Message | None:
+                if not self.active(master, self.frame_tick(master, msg)):
+                    return msg
+                self.count += 1
+                return None if self.count % self.every == 0 else msg
+
+            self.add_hook(conduit, drop)
+            return
+
+        def reorder(msg: Message) -> Message | None:
+            if not self.active(master, self.frame_tick(master, msg)):
+                return msg
+            batch = self.pending.setdefault((msg.source, msg.destination), [])
+            batch.append(msg)
+            if len(batch) >= self.window:
+                order = (list(self.rng.permutation(len(batch))) if self.shuffle
+                         else list(range(len(batch) - 1, -1, -1)))
+                frames = [batch[i] for i in order]
+                batch.clear()
+                for frame in frames:
+                    self.release(conduit, frame)
+            return None
+
+        def flush(tick: int) -> None:  # after the window: what is still held goes out in order
+            if self.pending and not self.active(master, tick) and tick >= self.ticks(master)[0]:
+                for batch in self.pending.values():
+                    for frame in batch:
+                        self.release(conduit, frame)
+                self.pending.clear()
+
+        self.add_hook(conduit, reorder)
+        self.add_timer(master, flush)
 
 
 @register("tamper")
@@ -326,4 +420,4 @@ class ParameterTampering(Attack):
             elif end is not None and tick == end:
                 unit.set([port.variable], [original])
 
-        master.add_observer(_Timer(act))
+        self.add_timer(master, act)

@@ -20,17 +20,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cosim.attacks.base import ATTACKS, Attack, GroundTruth, check_attack
+from cosim.attacks.base import ATTACKS, Attack, GroundTruth, Timer, Traits, check_attack
 from cosim.core.observer import Observer
 from cosim.errors import ConfigurationError, CosimError
 
 if TYPE_CHECKING:
     from cosim.core.master import Master
 
-EVENT_KEYS = {"attack", "name", "target", "at", "duration", "params"}
+EVENT_KEYS = {"attack", "name", "target", "at", "duration", "params", "traits"}
 
 
-def _attack_class(kind: str, where: str) -> type[Attack]:
+def attack_class(kind: str, where: str) -> type[Attack]:
     if kind in ATTACKS:
         return ATTACKS[kind]
     if "." in kind:
@@ -75,28 +75,42 @@ def load_scenario(source: str | Path | Mapping[str, Any], seed: int = 0) -> list
         missing = {"attack", "target", "at"} - set(event)
         if unknown or missing:
             raise ConfigurationError(f"{here}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-        cls = _attack_class(str(event["attack"]), here)
         name = str(event.get("name") or f"{event['attack']}_{i + 1}")
-        try:
-            attacks.append(cls(name=name, target=str(event["target"]), start=float(event["at"]),
-                               duration=None if event.get("duration") is None else float(event["duration"]),
-                               seed=seed * 1000 + i, **dict(event.get("params") or {})))
-        except TypeError as exc:
-            raise ConfigurationError(f"{here}: bad parameters for '{event['attack']}': {exc}") from None
-        except CosimError as exc:
-            raise ConfigurationError(f"{here}: {exc}") from None
+        attacks.append(make_attack(event, name, seed * 1000 + i, here))
     names = [a.name for a in attacks]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"{where}: event names must be unique, got {names}")
     return attacks
 
 
+def make_attack(event: Mapping[str, Any], name: str, seed: int, where: str) -> Attack:
+    """One attack from a scenario event (``attack``, ``target``, ``at``, ``duration``,
+    ``params``, ``traits``), with a clear error naming the event."""
+    cls = attack_class(str(event["attack"]), where)
+    try:
+        attack = cls(name=name, target=str(event["target"]), start=float(event["at"]),
+                     duration=None if event.get("duration") is None else float(event["duration"]),
+                     seed=seed, **dict(event.get("params") or {}))
+        attack.traits = Traits.parse(event.get("traits"), where)
+    except TypeError as exc:
+        raise ConfigurationError(f"{where}: bad parameters for '{event['attack']}': {exc}") from None
+    except (CosimError, ValueError) as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    return attack
+
+
 class Campaign(Observer):
-    """Installs a scenario's attacks on a master and keeps the ground truth."""
+    """Installs a scenario's attacks on a master and keeps the ground truth.
+
+    Attacks with the ``persistence`` trait get a watchdog: every ``period_s`` inside their
+    window, whatever they installed and is gone (a manipulator removed, a conduit hook
+    removed or rolled back with a snapshot) is installed again, and a ``rearmed`` event is
+    recorded.
+    """
 
     def __init__(self, attacks: Sequence[Attack]) -> None:
         self.attacks = list(attacks)
-        self.ground_truth = GroundTruth([a.ground_truth() for a in self.attacks])
+        self.ground_truth = GroundTruth([i for a in self.attacks for i in a.intervals()])
 
     def on_start(self, master: Master) -> None:
         for attack in self.attacks:
@@ -104,6 +118,26 @@ class Campaign(Observer):
                 attack.install(master)
             except CosimError as exc:
                 raise ConfigurationError(f"attack '{attack.name}' on '{attack.target}': {exc}") from None
+            if attack.traits.persistence is not None:
+                self._watch(master, attack)
+
+    @staticmethod
+    def _watch(master: Master, attack: Attack) -> None:
+        period = max(1, round(float(attack.traits.persistence.get("period_s", 1.0)) / master.grid.base_step))
+        start, _ = attack.ticks(master)
+
+        def watchdog(tick: int) -> None:
+            if tick >= start and (tick - start) % period == 0 and attack.active(master, tick):
+                n = attack.rearm()
+                if n:
+                    attack.record(master.grid.time(tick), "rearmed", items=n)
+
+        master.add_observer(Timer(watchdog))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Observable events of every attack, in time order."""
+        return sorted((e for a in self.attacks for e in a.events), key=lambda e: e["t"])
 
     def summary(self) -> dict[str, Any]:
-        return {"attacks": self.ground_truth.as_list()}
+        return {"attacks": self.ground_truth.as_list(), "events": self.events}
