@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
 from cosim.tracking.plots import timeline
+from cosim.tracking.progress import Progress
 from experiments.plant import (
     instantiate_observer,
     network_factory,
@@ -33,33 +34,6 @@ from experiments.plant import (
 )
 
 register_resolvers()
-
-
-class Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, every 10 % in a log file."""
-
-    def __init__(self, label: str, enabled: bool = True) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.last = -1
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        pct = int(100 * done / total)
-        step = 1 if self.tty else 10
-        if pct // step == self.last // step and done < total:
-            return
-        self.last = pct
-        bar = "#" * (pct // 4) + "." * (25 - pct // 4)
-        elapsed = time.perf_counter() - self.t0
-        line = f"{self.label} [{bar}] {pct:3d}% {elapsed:6.1f}s"
-        if self.tty:
-            print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
 
 
 def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:

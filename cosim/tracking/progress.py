@@ -1,0 +1,40 @@
+"""Progress bars on stderr for long episodes and sweeps."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """A progress bar on stderr: redrawn in place on a terminal, every 10 % in a log file.
+
+    Call it as ``progress(done, total)``; the master's ``run(progress=...)`` does.
+
+    Args:
+        label: text in front of the bar.
+        enabled: ``False`` makes every call a no-op.
+    """
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        pct = int(100 * done / total)
+        step = 1 if self.tty else 10
+        if pct // step == self.last // step and done < total:
+            return
+        self.last = pct
+        bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+        elapsed = time.perf_counter() - self.t0
+        line = f"{self.label} [{bar}] {pct:3d}% {elapsed:6.1f}s"
+        if self.tty:
+            print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
