@@ -13,8 +13,10 @@ one from the held-out block, which is then slightly conservative).
 Detectors (``make(name, **params)``; ``available()`` lists them):
 
 - ``pca``: PCA monitoring with Hotelling's T² in the principal subspace and Q (SPE) in the
-  residual space. ``statistic`` selects ``"t2"``, ``"q"`` or ``"combined"`` (Yue & Qin's
-  combined index: T² and Q each divided by its 99 % theoretical control limit, summed).
+  residual space. ``statistic`` selects ``"t2"``, ``"q"``, ``"combined"`` (Yue & Qin's
+  combined index: T² and Q each divided by its 99 % theoretical control limit, summed) or
+  ``"t2_or_q"`` (the larger of the two ratios: an alarm when T² or Q exceeds the same
+  multiple of its limit).
 - ``mewma``: multivariate EWMA. Each standardised signal is smoothed with an exponentially
   weighted moving average; the score is the Mahalanobis distance of the smoothed vector,
   with its covariance estimated (Ledoit-Wolf shrinkage) from the smoothed normal data
@@ -298,7 +300,8 @@ class _PCAModel:
             return self.t2(Z)
         if which == "q":
             return self.q(Z)
-        return self.t2(Z) / self.t2_limit + self.q(Z) / self.q_limit
+        t2, q = self.t2(Z) / self.t2_limit, self.q(Z) / self.q_limit
+        return np.maximum(t2, q) if which == "t2_or_q" else t2 + q
 
     def state(self) -> dict[str, np.ndarray]:
         return {"mu": self.mu, "sd": self.sd, "P": self.P, "lam": self.lam,
@@ -311,7 +314,7 @@ class _PCAModel:
         self.t2_limit, self.q_limit = (float(v) for v in st["limits"])
 
 
-_STATISTICS = ("t2", "q", "combined")
+_STATISTICS = ("t2", "q", "combined", "t2_or_q")
 
 
 def _check_statistic(name: str, value: str) -> str:
@@ -359,7 +362,7 @@ class PCADetector(TableDetector):
     """PCA monitoring: T², Q (SPE) or the combined index.
 
     Params:
-        statistic: ``"t2"``, ``"q"`` or ``"combined"``.
+        statistic: ``"t2"``, ``"q"``, ``"combined"`` or ``"t2_or_q"``.
         variance: share of variance the principal subspace keeps (ignored with n_components).
         n_components: fixed number of components.
     """
@@ -380,7 +383,7 @@ class PCADetector(TableDetector):
         return self.model.statistic(X, self.params["statistic"])
 
     def statistics(self, X: Any) -> dict[str, np.ndarray]:
-        """All three statistics of ``X`` at once: ``t2``, ``q`` and ``combined``."""
+        """All statistics of ``X`` at once: ``t2``, ``q``, ``combined`` and ``t2_or_q``."""
         self._require_fitted()
         arr = self._check(X)
         return {s: self.model.statistic(arr, s) for s in _STATISTICS}
