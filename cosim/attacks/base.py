@@ -106,6 +106,10 @@ class Attack(ABC):
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "target": self.target, "events": list(self.events)}
 
+    def parts(self) -> list[Attack]:
+        """This attack and the attacks it is made of (the hops of a lateral movement)."""
+        return [self]
+
     # Installing (recorded, so traits apply and persistence can re-arm) ------------------
     def add_manipulator(self, master: Master, manipulator: Manipulator) -> Manipulator:
         """Add a manipulator on a connection or input, with this attack's traits applied."""

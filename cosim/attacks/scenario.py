@@ -118,8 +118,9 @@ class Campaign(Observer):
                 attack.install(master)
             except CosimError as exc:
                 raise ConfigurationError(f"attack '{attack.name}' on '{attack.target}': {exc}") from None
-            if attack.traits.persistence is not None:
-                self._watch(master, attack)
+            for part in attack.parts():
+                if part.traits.persistence is not None:
+                    self._watch(master, part)
 
     @staticmethod
     def _watch(master: Master, attack: Attack) -> None:
@@ -137,7 +138,7 @@ class Campaign(Observer):
     @property
     def events(self) -> list[dict[str, Any]]:
         """Observable events of every attack, in time order."""
-        return sorted((e for a in self.attacks for e in a.events), key=lambda e: e["t"])
+        return sorted((e for a in self.attacks for p in a.parts() for e in p.events), key=lambda e: e["t"])
 
     def summary(self) -> dict[str, Any]:
         return {"attacks": self.ground_truth.as_list(), "events": self.events}
