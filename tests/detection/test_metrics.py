@@ -9,8 +9,8 @@ import pytest
 
 from cosim.detection.metrics import (
     MetricInputError,
-    eventwise,
     events,
+    eventwise,
     f1_point_adjusted,
     false_alarms_per_hour,
     pointwise,
