@@ -61,10 +61,10 @@ class LateralMovement(Attack):
 
     def install(self, master: Master) -> None:
         for hop in self.hops:
-            hop.install(master)
-            self._installed += hop._installed  # persistence of the movement re-arms every hop
             if self.traits.insider is not None and hop.traits.insider is None:
                 hop.traits = replace(hop.traits, insider=self.traits.insider)
+            hop.install(master)
+            self._installed += hop._installed  # persistence of the movement re-arms every hop
 
     def intervals(self) -> list[Interval]:
         out = []
