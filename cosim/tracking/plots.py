@@ -67,3 +67,69 @@ def timeline(data: Mapping[str, np.ndarray], panels: Sequence[Sequence[str]] | M
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def confusion_matrix(tp: int, fp: int, tn: int, fn: int, path: str | Path, title: str = "") -> Path:
+    """A 2x2 confusion matrix (rows: truth normal/attack, columns: predicted) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array([[tn, fp], [fn, tp]], dtype=float)
+    total = m.sum() or 1.0
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(m / total, cmap="Blues", vmin=0.0, vmax=1.0)
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{int(v)}\n{v / total:.1%}", ha="center", va="center", fontsize=9,
+                color="white" if v / total > 0.5 else "black")
+    ax.set_xticks([0, 1], ["normal", "alarm"])
+    ax.set_yticks([0, 1], ["normal", "attack"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title or "samples", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def grouped_bars(values: Mapping[str, Mapping[str, tuple[float | None, float | None]]], path: str | Path,
+                 title: str = "", ylabel: str = "", reference: float | None = None) -> Path:
+    """Bars with error bars: ``values[group][series] = (mean, std)``, one cluster per group.
+
+    Args:
+        values: e.g. ``{attack: {defence: (mean, std)}}``; ``None`` means no bar.
+        reference: a horizontal line (a claimed value), if given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(values)
+    series = sorted({s for g in values.values() for s in g})
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) * max(len(series), 1) * 0.5 + 2), 3.4))
+    x = np.arange(len(groups), dtype=float)
+    for i, s in enumerate(series):
+        means = [values[g].get(s, (None, None))[0] for g in groups]
+        stds = [values[g].get(s, (None, None))[1] for g in groups]
+        m = np.array([np.nan if v is None else v for v in means], dtype=float)
+        e = np.array([0.0 if v is None else v for v in stds], dtype=float)
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, m, width, yerr=e, label=s, capsize=2)
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", ls="--", lw=1, label="paper")
+    ax.set_xticks(x, groups, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,73 @@
+"""Hydra callback: one MLflow parent run per sweep, its id in the sweep directory.
+
+``conf/run.yaml`` registers it under ``hydra.callbacks``. ``on_multirun_start`` (in the
+process that launches the sweep) creates the parent run and writes its id to
+``<sweep dir>/mlflow_sweep.json`` and to ``COSIM_MLFLOW_PARENT_RUN``, so jobs in worker
+processes (joblib, Ray, SLURM with a shared file system) nest under it. ``on_multirun_end``
+marks the parent ``FINISHED`` with counts of finished and failed children. Single runs
+(``on_run_start``) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from cosim.tracking.mlflow_log import ENV_PARENT, ROLE_TAG, EpisodeRun, client, read_parent, write_parent
+
+
+class MlflowSweepCallback(Callback):
+    """Creates and closes the parent run of a sweep.
+
+    Args:
+        experiment: MLflow experiment name; ``None`` takes ``mlflow.experiment`` of the config.
+    """
+
+    def __init__(self, experiment: str | None = None) -> None:
+        self.experiment = experiment
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        experiment = self.experiment or str(config.get("mlflow", {}).get("experiment", "cosim"))
+        overrides = list(config.hydra.overrides.task)
+        sweeper_params = dict(config.hydra.sweeper.get("params") or {})
+        name = f"sweep {sweep_dir.name}"
+        exp_choice = config.hydra.runtime.choices.get("experiment") if config.hydra.get("runtime") else None
+        if exp_choice:
+            name = f"sweep {exp_choice} {sweep_dir.name}"
+        run = EpisodeRun(experiment, name, tags={ROLE_TAG: "sweep", "sweep_dir": str(sweep_dir.resolve()),
+                                                 "overrides": " ".join(overrides),
+                                                 "experiment_choice": exp_choice or ""})
+        run.log_params({"sweep." + str(k): v for k, v in sweeper_params.items()}
+                       | {"overrides": " ".join(overrides) or "-"})
+        write_parent(sweep_dir, run.run_id, experiment, run.uri)
+        os.environ[ENV_PARENT] = run.run_id
+        print(f"sweep: MLflow parent run {run.run_id} in experiment '{experiment}' ({run.uri})", file=sys.stderr)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        parent = read_parent(sweep_dir)
+        if not parent:
+            return
+        mlf = client(parent.get("tracking_uri"))
+        run_id = parent["run_id"]
+        children = mlf.search_runs([mlf.get_run(run_id).info.experiment_id],
+                                   filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=10000)
+        counts: dict[str, int] = {}
+        for child in children:
+            counts[child.info.status] = counts.get(child.info.status, 0) + 1
+        from mlflow.entities import RunTag
+
+        mlf.log_batch(run_id, tags=[RunTag("jobs", str(len(children))),
+                                    RunTag("jobs_failed", str(counts.get("FAILED", 0))),
+                                    RunTag("jobs_finished", str(counts.get("FINISHED", 0)))])
+        mlf.set_terminated(run_id, status="FINISHED")
+        os.environ.pop(ENV_PARENT, None)
+        print(f"sweep: {len(children)} job(s), {counts.get('FAILED', 0)} failed; parent run {run_id} "
+              f"(report: python -m experiments.report --sweep {run_id})", file=sys.stderr)

@@ -1,0 +1,180 @@
+"""Episodes and sweeps in MLflow, through ``MlflowClient`` (no global active-run state).
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the SQLite file ``mlflow.db`` at the
+repository root (an absolute path, whatever the working directory). With a SQLite store the
+artifacts go to ``mlartifacts/`` beside the database file.
+
+A sweep has one parent run (created by :class:`cosim.tracking.callbacks.MlflowSweepCallback`),
+whose id is written to ``<sweep dir>/mlflow_sweep.json``; every job finds it there (or in the
+environment variable ``COSIM_MLFLOW_PARENT_RUN``) and becomes a child run tagged
+``mlflow.parentRunId``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosim.errors import ConfigurationError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PARENT_FILE = "mlflow_sweep.json"
+ENV_PARENT = "COSIM_MLFLOW_PARENT_RUN"
+ROLE_TAG = "cosim.role"  # "sweep" on a parent, "episode" on an episode run
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, or ``sqlite:///<repo root>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+
+
+def client(uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def _artifact_location(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None  # a server decides
+
+
+def experiment_id(mlf: Any, name: str) -> str:
+    """The id of experiment ``name``, created if needed (safe when parallel jobs race to create it)."""
+    from mlflow.exceptions import MlflowException
+
+    if not name:
+        raise ConfigurationError("mlflow.experiment must be a non-empty name")
+    exp = mlf.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            mlf.restore_experiment(exp.experiment_id)
+        return str(exp.experiment_id)
+    try:
+        return str(mlf.create_experiment(name, artifact_location=_artifact_location(mlf.tracking_uri)))
+    except MlflowException:
+        exp = mlf.get_experiment_by_name(name)  # created by another job in the meantime
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def write_parent(sweep_dir: str | Path, run_id: str, experiment: str, uri: str) -> Path:
+    """Record the sweep's parent run in ``<sweep_dir>/mlflow_sweep.json``."""
+    from cosim.tracking.summary import write_json_atomic
+
+    return write_json_atomic(Path(sweep_dir) / PARENT_FILE,
+                             {"run_id": run_id, "experiment": experiment, "tracking_uri": uri})
+
+
+def read_parent(sweep_dir: str | Path | None) -> dict[str, Any] | None:
+    """The parent run of the sweep in ``sweep_dir`` (file first, then ``COSIM_MLFLOW_PARENT_RUN``)."""
+    if sweep_dir is not None:
+        path = Path(sweep_dir) / PARENT_FILE
+        if path.is_file():
+            return json.loads(path.read_text())
+    run_id = os.environ.get(ENV_PARENT)
+    return {"run_id": run_id} if run_id else None
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return None
+
+
+class EpisodeRun:
+    """One MLflow run (an episode, or a sweep's parent) written through the client.
+
+    Args:
+        experiment: experiment name (created if needed).
+        run_name: the run's name.
+        parent_run_id: makes this a nested child of that run.
+        tags: initial tags.
+        uri: tracking URI (default :func:`tracking_uri`).
+    """
+
+    def __init__(self, experiment: str, run_name: str, parent_run_id: str | None = None,
+                 tags: Mapping[str, Any] | None = None, uri: str | None = None) -> None:
+        self.client = client(uri)
+        self.uri = self.client.tracking_uri
+        self.experiment = experiment
+        self.experiment_id = experiment_id(self.client, experiment)
+        all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name)
+        self.run_id: str = self.run.info.run_id
+        self.parent_run_id = parent_run_id
+        self.status: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:500]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)[:5000]) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> list[str]:
+        """Log every finite number (booleans as 0/1) of ``metrics``; returns the keys logged."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(str(k), v, now, step) for k, value in metrics.items() if (v := _finite(value)) is not None]
+        self._batch(items)
+        return [m.key for m in items]
+
+    def log_series(self, series: Mapping[str, tuple[Iterable[float], Iterable[float]]],
+                   max_points: int = 500) -> None:
+        """Time series ``{name: (times_s, values)}`` with step = time in ms, thinned to ``max_points``."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = []
+        for name, (times, values) in series.items():
+            t = np.asarray(list(times) if not isinstance(times, np.ndarray) else times, dtype=float)
+            v = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+            stride = max(1, math.ceil(t.size / max_points))
+            for ti, vi in zip(t[::stride], v[::stride], strict=True):
+                if math.isfinite(vi):
+                    items.append(Metric(str(name), float(vi), now, round(ti * 1000)))
+        self._batch(items)
+
+    def _batch(self, items: list[Any]) -> None:
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _BATCH])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        p = Path(path)
+        if p.is_dir():
+            self.client.log_artifacts(self.run_id, str(p), artifact_path)
+        elif p.is_file():
+            self.client.log_artifact(self.run_id, str(p), artifact_path)
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """End the run as ``FINISHED`` or ``FAILED`` (the error as tag ``error``)."""
+        if error:
+            self.set_tags({"error": error})
+        self.client.set_terminated(self.run_id, status=status)
+        self.status = status

@@ -1,0 +1,579 @@
+"""Run one episode — plant, twin, network, attack, detectors, defence, one seed — and log it.
+
+    python -m experiments.run                                       # the default attack episode
+    python -m experiments.run attack=spoofing defense=cps_only seed=3 duration=90
+    python -m experiments.run -m attack=spoofing,dos defense=none,dt_framework seed='range(5)'
+    python -m experiments.run -m experiment=paper_table             # the paper's evaluation
+
+Writes to the Hydra run directory: ``summary.json`` (keys in
+:data:`cosim.tracking.summary.SUMMARY_KEYS` first), ``trace.csv``/``trace.parquet``,
+``timeline.png``, ``confusion.png``, ``alerts.jsonl``, ``config.yaml`` (and whatever the
+defence writes, e.g. ``audit.jsonl``), and logs the same to MLflow (see
+:mod:`cosim.tracking.mlflow_log`). In a sweep every job is a child of the sweep's parent run.
+
+Bad input gives one ``error: ...`` line, a FAILED MLflow run and a FAILED ``summary.json``;
+a single run exits with status 1, a sweep goes on with its other jobs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from cosim.core.observer import Observer, Recorder
+from cosim.detection.alert import AlertBus
+from cosim.episode import EpisodeContext
+from cosim.errors import ConfigurationError, CosimError
+from cosim.tracking.baseline import baseline_key, cached_baseline
+from cosim.tracking.progress import Progress
+from cosim.tracking.summary import (
+    SUMMARY_KEYS,
+    detection_figures,
+    empty_summary,
+    hold,
+    jsonable,
+    ordered,
+    production_figures,
+    write_summary,
+)
+from experiments.plant import (
+    instantiate_observer,
+    network_factory,
+    plant_observers,
+    register_resolvers,
+    system_spec,
+    twin_sync,
+)
+
+register_resolvers()
+# conf/hydra/launcher/joblib.yaml shares its name with the plugin's schema on purpose (it is
+# validated against it); Hydra 1.3 warns about that on every start.
+warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema", category=UserWarning)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+CHOICE_KEYS = ("plant", "twin", "network", "attack", "detector", "defense", "experiment")
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What counts as bad input (reported as one ``error:`` line), not as a bug."""
+    from hydra.errors import InstantiationException
+    from mlflow.exceptions import MlflowException
+
+    return (CosimError, OmegaConfBaseException, OSError, HydraException, InstantiationException, MlflowException)
+
+
+# Configuration -------------------------------------------------------------------------
+def resolve_detector(cfg: DictConfig, search_dirs: Sequence[str | Path] = ()) -> str:
+    """With ``detector: auto`` load ``conf/detector/<defense.detector>.yaml`` into ``cfg.detector``.
+
+    Returns:
+        The name of the detector config in use.
+    """
+    det = cfg.get("detector")
+    if det is None:
+        with open_dict(cfg):
+            cfg.detector = {"name": "none", "detectors": {}}
+        return "none"
+    if det.get("name") != "auto":
+        if not isinstance(det.get("detectors", {}), Mapping | DictConfig):
+            raise ConfigurationError("detector.detectors must be a mapping {name: {_target_: ...}}")
+        return str(det.get("name", "?"))
+    defense = cfg.get("defense")
+    wanted = str(defense.get("detector") or "none") if defense else "none"
+    dirs = [Path(d) / "detector" for d in [*search_dirs, CONF_DIR]]
+    for d in dirs:
+        path = d / f"{wanted}.yaml"
+        if path.is_file():
+            node = OmegaConf.load(path)
+            with open_dict(cfg):
+                cfg.detector = node
+                cfg.detector.resolved_from = "auto"
+            return wanted
+    raise ConfigurationError(f"detector=auto: defense.detector is '{wanted}' but there is no "
+                             f"detector/{wanted}.yaml in {', '.join(str(d) for d in dirs)}")
+
+
+def episode_duration(cfg: DictConfig, spec: Any) -> float:
+    value = cfg.get("duration")
+    if value is None:
+        value = spec.stop_time
+    if value is None:
+        raise ConfigurationError("no duration: set duration=... (the plant gives no stop time)")
+    try:
+        duration = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"duration must be a number of seconds, got {value!r}") from None
+    if not duration > 0 or not math.isfinite(duration):
+        raise ConfigurationError(f"duration must be positive, got {value!r}")
+    return duration
+
+
+def _instantiate(what: str, node: Any) -> Any:
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    if node is None or not OmegaConf.is_dict(node) or "_target_" not in node:
+        raise ConfigurationError(f"{what} needs a _target_ (got {node!r})")
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, CosimError):
+            raise cause from None
+        raise ConfigurationError(f"{what}: cannot instantiate {node.get('_target_')}: {cause or exc}") from None
+
+
+# The episode ---------------------------------------------------------------------------
+@dataclass
+class EpisodeResult:
+    """What an episode produced (the summary plus what the logging needs)."""
+
+    summary: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    y_pred: np.ndarray | None = None
+    intervals: list[Any] = field(default_factory=list)
+
+
+def _monitor(observers: Mapping[str, Observer]) -> Observer | None:
+    for obs in observers.values():
+        if hasattr(obs, "summary") and hasattr(obs, "downtime") and hasattr(obs, "completions"):
+            return obs
+    return None
+
+
+def simulate_baseline(cfg: DictConfig, progress: bool = False) -> dict[str, Any]:
+    """The episode's plant, twin, network and duration without attack, detectors and defence.
+
+    Returns:
+        ``{"monitor": <monitor summary or None>, "sim_time_s", "wall_time_s"}``.
+    """
+    spec, layout = system_spec(cfg)
+    duration = episode_duration(cfg, spec)
+    master = spec.build(record=False, network=network_factory(cfg))
+    observers = plant_observers(cfg.plant)
+    if layout is not None:
+        observers["twin"] = twin_sync(cfg, layout)
+    for obs in observers.values():
+        master.add_observer(obs)
+    t0 = time.perf_counter()
+    try:
+        master.run(duration=duration - (master.time - spec.start_time),
+                   progress=Progress(f"baseline seed={cfg.seed}", progress))
+    finally:
+        master.terminate()
+    monitor = _monitor(observers)
+    return {"monitor": jsonable(monitor.summary()) if monitor is not None else None,
+            "sim_time_s": master.time - spec.start_time, "wall_time_s": time.perf_counter() - t0}
+
+
+def baseline_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config a baseline depends on (resolved: FMU paths carry their hashes)."""
+    return {
+        "plant": OmegaConf.to_container(cfg.plant, resolve=True),
+        "twin": OmegaConf.to_container(cfg.twin, resolve=True) if cfg.get("twin") else None,
+        "network": OmegaConf.to_container(cfg.network, resolve=True) if cfg.get("network") else None,
+        "duration": cfg.get("duration"),
+    }
+
+
+def baseline(cfg: DictConfig) -> dict[str, Any] | None:
+    """The cached baseline of ``cfg`` (computed once per config and seed)."""
+    if not cfg.get("baseline") or not cfg.baseline.get("enabled", True):
+        return None
+    key = baseline_key(baseline_config(cfg), int(cfg.seed))
+    base_cfg = copy.deepcopy(cfg)
+    with open_dict(base_cfg):
+        base_cfg.attack = {"name": "none", "events": []}
+        base_cfg.detector = {"name": "none", "detectors": {}}
+        base_cfg.defense = None
+    return cached_baseline(cfg.baseline.get("cache_dir", ".cache/baselines"), key,
+                           lambda: simulate_baseline(base_cfg, bool(cfg.get("progress", False))))
+
+
+def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
+    """Build the system of ``cfg``, run it with attack, detectors and defence, write its files.
+
+    ``cfg.detector`` must already be resolved (:func:`resolve_detector`).
+    """
+    from cosim.attacks import Campaign, load_scenario
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec, layout = system_spec(cfg)
+    duration = episode_duration(cfg, spec)
+    record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
+    interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
+    master = spec.build(record=OmegaConf.to_container(record) if record is not None else True,
+                        record_interval=int(interval), network=network_factory(cfg))
+    recorder = master.observers[0]
+    assert isinstance(recorder, Recorder)
+    observers: dict[str, Observer] = dict(plant_observers(cfg.plant))
+    sync = None
+    if layout is not None:
+        sync = twin_sync(cfg, layout)
+        observers["twin"] = sync
+    campaign = None
+    attack = cfg.get("attack")
+    if attack is not None and attack.get("events"):
+        campaign = Campaign(load_scenario(OmegaConf.to_container(attack, resolve=True), seed=int(cfg.seed)))
+        observers["attack"] = campaign
+    ctx = EpisodeContext(bus=AlertBus(), spec=spec, twin=sync, layout=layout, seed=int(cfg.seed),
+                         out_dir=out_dir, extra={"detectors": []})
+    detectors: dict[str, Any] = {}
+    for name, node in (cfg.detector.get("detectors") or {}).items():
+        if node is None:
+            continue  # switched off by an override
+        det = _instantiate(f"detector '{name}'", node)
+        if not isinstance(det, Observer) or not hasattr(det, "attach") or not hasattr(det, "series"):
+            raise ConfigurationError(f"detector '{name}': {type(det).__name__} is not an episode detector "
+                                     "(an Observer with attach(ctx) and series())")
+        det.attach(ctx)
+        ctx.extra["detectors"].append(det)
+        detectors[str(getattr(det, "name", name))] = det
+        observers[f"detector:{name}"] = det
+    if cfg.get("render") and cfg.render.enabled:
+        observers["frames"] = instantiate_observer("render", cfg.plant.get("renderer"),
+                                                   every=int(cfg.render.every_ticks),
+                                                   width=int(cfg.render.width), height=int(cfg.render.height))
+    defence = None
+    defense_cfg = cfg.get("defense")
+    if defense_cfg is not None and defense_cfg.get("orchestrator") is not None:
+        defence = _instantiate("defense.orchestrator", defense_cfg.orchestrator)
+        if not isinstance(defence, Observer) or not hasattr(defence, "attach") or not hasattr(defence, "summary"):
+            raise ConfigurationError(f"defense.orchestrator: {type(defence).__name__} is not a defence "
+                                     "(an Observer with attach(ctx) and summary())")
+        defence.attach(ctx)
+        observers["defence"] = defence
+    for obs in observers.values():
+        master.add_observer(obs)
+
+    files: dict[str, str] = {}
+    t0 = time.perf_counter()
+    try:
+        result = master.run(duration=duration - (master.time - spec.start_time),
+                            progress=Progress(f"episode {cfg.attack.get('name', '?')} seed={cfg.seed}",
+                                              bool(cfg.get("progress", True))))
+    finally:
+        wall = time.perf_counter() - t0
+        formats = list(cfg.record.get("formats") or [])
+        if "csv" in formats:
+            files["trace"] = str(recorder.write_csv(out_dir / "trace.csv"))
+        if "parquet" in formats:
+            files["trace_parquet"] = str(recorder.write_parquet(out_dir / "trace.parquet"))
+        alerts = [a.as_dict() for a in ctx.bus.alerts]
+        if alerts or detectors:
+            path = out_dir / "alerts.jsonl"
+            path.write_text("".join(json.dumps(jsonable(a), default=str) + "\n" for a in alerts))
+            files["alerts"] = str(path)
+        master.terminate()
+    sim_time = master.time - spec.start_time
+    for obs in observers.values():
+        if hasattr(obs, "write"):
+            files.update({k: str(v) for k, v in obs.write(out_dir).items()})
+
+    monitor = _monitor(observers)
+    mon_summary = monitor.summary() if monitor is not None else None
+    base = baseline(cfg) if mon_summary is not None else None
+    data = recorder.as_dict()
+    grid = data["time"]
+    intervals = list(campaign.ground_truth.intervals) if campaign is not None else []
+    series = {name: tuple(np.asarray(a) for a in det.series()) for name, det in detectors.items()}
+    det_figures = detection_figures(grid, intervals, series)
+    defence_summary = jsonable(defence.summary()) if defence is not None else None
+    twin_summary = sync.summary() if sync is not None else None
+
+    summary = empty_summary()
+    summary.update(production_figures(mon_summary, base["monitor"] if base else None, sim_time))
+    summary.update({k: det_figures[k] for k in ("detected", "detection_latency_s", "f1", "precision", "recall",
+                                                 "accuracy", "false_alarms_per_hour")})
+    if defence_summary is not None:
+        summary["containment_latency_s"] = defence_summary.get("containment_latency_s")
+        summary["decision_wall_ms"] = defence_summary.get("decision_wall_ms")
+    if twin_summary is not None:
+        summary["twin_deviation_rms"] = twin_summary["twin_deviation_rms"]
+    summary["sim_time_s"] = sim_time
+    summary["wall_time_s"] = wall
+    summary["realtime_factor"] = sim_time / wall if wall > 0 else None
+    actions = defence_summary.get("actions") if defence_summary else None
+    summary.update({
+        "status": "FINISHED",
+        "completed": result.completed,
+        "stopped_by": str(result.discarded) if result.discarded else None,
+        "event_recall": det_figures["event_recall"],
+        "median_detection_delay_s": det_figures["median_delay_s"],
+        "confusion": {k: det_figures[k] for k in ("tp", "fp", "tn", "fn")} if series else None,
+        "alerts": len(ctx.bus.alerts),
+        "containment_actions": len(actions) if isinstance(actions, list) else actions,
+        "parts_rejected": mon_summary.get("parts_rejected") if mon_summary else None,
+        "downtime_s": mon_summary.get("downtime_s") if mon_summary else None,
+        "downtime_frac_raw": mon_summary.get("downtime_frac") if mon_summary else None,
+        "baseline_downtime_s": base["monitor"].get("downtime_s") if base and base["monitor"] else None,
+        "baseline_cached": base.get("cached") if base else None,
+        "attack_intervals": [iv.as_dict() for iv in intervals],
+        "detectors": {name: det.summary() for name, det in detectors.items() if hasattr(det, "summary")},
+        "defence": defence_summary,
+        "monitor": mon_summary,
+        "twin": {k: v for k, v in twin_summary.items() if k != "signals"} if twin_summary else None,
+    })
+    if (ctx.out_dir / "audit.jsonl").is_file():
+        files["audit"] = str(ctx.out_dir / "audit.jsonl")
+    ep = EpisodeResult(summary=jsonable(summary), files=files, data=data, series=series,
+                       y_pred=det_figures["y_pred"], intervals=intervals)
+    if cfg.get("plot", True):
+        files.update(_plots(cfg, ep, observers, ctx, out_dir))
+    return ep
+
+
+def _plots(cfg: DictConfig, ep: EpisodeResult, observers: Mapping[str, Observer], ctx: EpisodeContext,
+           out_dir: Path) -> dict[str, str]:
+    from cosim.tracking.plots import confusion_matrix, timeline
+
+    files: dict[str, str] = {}
+    data = dict(ep.data)
+    panels: dict[str, list[str]] = {}
+    for label, cols in (OmegaConf.to_container(cfg.plant.get("plot_panels") or {}) or {}).items():
+        present = [c for c in cols if c in data]
+        if present:
+            panels[str(label)] = present
+    if ep.series:
+        score_cols = []
+        for name, (t, scores, _alarms) in ep.series.items():
+            col = f"score:{name}"
+            data[col] = hold(t, scores, data["time"], initial=np.nan)
+            score_cols.append(col)
+        panels["detector scores"] = score_cols
+        if ep.y_pred is not None:
+            data["alarm"] = ep.y_pred.astype(np.int64)
+            panels["alarm (any detector)"] = ["alarm"]
+    if panels:
+        events: list[dict[str, Any]] = []
+        last = -math.inf
+        for alert in ctx.bus.alerts:  # alert onsets, not every alerting sample
+            if alert.time - last > 1.0:
+                events.append({"t": alert.time, "kind": "alert"})
+            last = alert.time
+        actions = (ep.summary.get("defence") or {}).get("actions")
+        for action in actions if isinstance(actions, list) else []:
+            if isinstance(action, Mapping):
+                t = action.get("t", action.get("time"))
+                if t is not None:
+                    events.append({"t": float(t), "kind": "containment"})
+        monitor = _monitor(observers)
+        for e in getattr(monitor, "events", []) if monitor is not None else []:
+            events.append({"t": float(e["t"]), "kind": "unsafe"})
+        intervals: dict[str, list[list[float]]] = {}
+        end = float(data["time"][-1]) if len(data["time"]) else 0.0
+        if ep.intervals:
+            intervals["attack"] = [[iv.start, end if iv.end is None else iv.end] for iv in ep.intervals]
+        if monitor is not None and getattr(monitor, "downtime", None):
+            intervals["downtime"] = [list(d) for d in monitor.downtime]
+        s = ep.summary
+        title = (f"{cfg.plant.get('name', '?')} | attack {cfg.attack.get('name', '?')} | "
+                 f"defence {(cfg.get('defense') or {}).get('name', 'none')} | seed {cfg.seed}"
+                 + (f" | F1 {s['f1']:.2f}" if s.get("f1") is not None else ""))
+        files["timeline"] = str(timeline(data, panels, out_dir / "timeline.png", events=events,
+                                         intervals=intervals, title=title))
+    conf = ep.summary.get("confusion")
+    if conf:
+        files["confusion"] = str(confusion_matrix(conf["tp"], conf["fp"], conf["tn"], conf["fn"],
+                                                  out_dir / "confusion.png"))
+    return files
+
+
+# MLflow --------------------------------------------------------------------------------
+def _choices(cfg: DictConfig, choices: Mapping[str, Any]) -> dict[str, str]:
+    out = {k: str(choices[k]) for k in CHOICE_KEYS if choices.get(k) is not None}
+    out.setdefault("attack", str(cfg.get("attack", {}).get("name", "none")))
+    defense = cfg.get("defense")
+    out.setdefault("defense", str(defense.get("name", "?")) if defense else "none")
+    return out
+
+
+def episode_params(cfg: DictConfig, choices: Mapping[str, str], detector: str) -> dict[str, Any]:
+    """Hydra choices and key values of the episode, as MLflow params."""
+    params: dict[str, Any] = dict(choices)
+    params["detector_config"] = detector
+    params["detectors"] = ",".join(str(k) for k in (cfg.detector.get("detectors") or {})) or "-"
+    params["seed"] = int(cfg.seed)
+    params["duration"] = cfg.get("duration")
+    params["plant.base_step"] = cfg.plant.get("base_step")
+    for key in ("robot", "name"):
+        if cfg.plant.get(key) is not None:
+            params[f"plant.{key}"] = cfg.plant.get(key)
+    if cfg.get("twin") and cfg.twin.get("enabled"):
+        params["twin.sync.policy"] = (cfg.twin.get("sync") or {}).get("policy")
+    params["network.enabled"] = bool(cfg.get("network") and cfg.network.get("enabled"))
+    events = (cfg.get("attack") or {}).get("events") or []
+    params["attack.events"] = ";".join(f"{e.get('attack')}@{e.get('target')}[{e.get('at')}+{e.get('duration')}]"
+                                       for e in events) or "-"
+    defense = cfg.get("defense")
+    if defense and defense.get("orchestrator") is not None:
+        params["defense.orchestrator"] = defense.orchestrator.get("_target_")
+        if defense.orchestrator.get("policy") is not None:
+            params["defense.policy"] = str(OmegaConf.to_container(defense.orchestrator, resolve=True).get("policy"))
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def start_mlflow(cfg: DictConfig, choices: Mapping[str, str], sweep_dir: str | None, job: str | None) -> Any:
+    """The episode's MLflow run (a child of the sweep's parent inside a sweep)."""
+    from cosim.tracking.mlflow_log import ROLE_TAG, EpisodeRun, read_parent
+
+    parent = read_parent(sweep_dir) if sweep_dir is not None else None
+    name = cfg.mlflow.get("run_name") or f"{choices.get('attack')}/{choices.get('defense')}/seed{cfg.seed}"
+    if job is not None:
+        name = f"{job}: {name}"
+    tags = {ROLE_TAG: "episode", "attack": choices.get("attack"), "defense": choices.get("defense"),
+            "seed": cfg.seed, "git_commit": _git_commit(), "host": socket.gethostname()}
+    if sweep_dir is not None:
+        tags["sweep_dir"] = str(Path(sweep_dir).resolve())
+    if job is not None:
+        tags["job"] = job
+    return EpisodeRun(str(cfg.mlflow.get("experiment", "cosim")), name,
+                      parent_run_id=parent["run_id"] if parent else None, tags=tags,
+                      uri=parent.get("tracking_uri") if parent else None)
+
+
+def log_episode(run: Any, cfg: DictConfig, ep: EpisodeResult | None, out_dir: Path) -> None:
+    """Metrics, series and artifacts of an episode (what exists, also after a failure)."""
+    if ep is not None:
+        metrics = {k: ep.summary.get(k) for k in SUMMARY_KEYS}
+        metrics.update({k: ep.summary.get(k) for k in ("event_recall", "median_detection_delay_s", "alerts",
+                                                       "downtime_s", "downtime_frac_raw", "parts_rejected")})
+        if isinstance(ep.summary.get("containment_actions"), int):
+            metrics["containment_actions"] = ep.summary["containment_actions"]
+        run.log_metrics(metrics)
+        if cfg.mlflow.get("log_series", True):
+            series: dict[str, tuple[Any, Any]] = {}
+            panels = OmegaConf.to_container(cfg.plant.get("plot_panels") or {}) or {}
+            cols = [c for group in panels.values() for c in group] if isinstance(panels, dict) else []
+            for col in dict.fromkeys(cols):
+                if col in ep.data and ep.data[col].dtype != object:
+                    series[f"ts/{col}"] = (ep.data["time"], ep.data[col])
+            for name, (t, scores, alarms) in ep.series.items():
+                series[f"ts/score.{name}"] = (t, scores)
+                series[f"ts/alarm.{name}"] = (t, alarms)
+            run.log_series(series, max_points=int(cfg.mlflow.get("series_points", 400)))
+    for name in ("summary.json", "config.yaml", "timeline.png", "confusion.png", "audit.jsonl", "alerts.jsonl"):
+        run.log_artifact(out_dir / name)
+    if cfg.mlflow.get("log_traces", True):
+        for name in ("trace.csv", "trace.parquet"):
+            run.log_artifact(out_dir / name, "traces")
+    for gif in out_dir.glob("*.gif"):
+        run.log_artifact(gif, "render")
+
+
+# Entry ---------------------------------------------------------------------------------
+def execute(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None = None,
+            sweep_dir: str | None = None, job: str | None = None,
+            search_dirs: Sequence[str | Path] = ()) -> tuple[int, dict[str, Any], str | None]:
+    """Run and log one episode; never raises on bad input.
+
+    Returns:
+        ``(exit status, summary, MLflow run id or None)``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = None
+    ep: EpisodeResult | None = None
+    t0 = time.perf_counter()
+    try:
+        detector = resolve_detector(cfg, search_dirs)
+        try:
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        except OmegaConfBaseException:
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        chosen = _choices(cfg, choices or {})
+        if cfg.mlflow.get("enabled", True):
+            run = start_mlflow(cfg, chosen, sweep_dir, job)
+            run.log_params(episode_params(cfg, chosen, detector))
+        ep = run_episode(cfg, out_dir)
+        ep.summary["total_wall_s"] = time.perf_counter() - t0
+        if run is not None:
+            ep.summary["mlflow_run_id"] = run.run_id
+        write_summary(out_dir, ep.summary)
+        if run is not None:
+            log_episode(run, cfg, ep, out_dir)
+            run.finish("FINISHED")
+        return 0, ordered(ep.summary), run.run_id if run is not None else None
+    except _errors() as exc:
+        error = str(exc).strip() or type(exc).__name__
+        print(f"error: {error}", file=sys.stderr)
+        summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": type(exc).__name__}
+        if run is not None:
+            summary["mlflow_run_id"] = run.run_id
+        write_summary(out_dir, summary)
+        if run is not None:
+            try:
+                log_episode(run, cfg, None, out_dir)
+                run.finish("FAILED", error=error)
+            except _errors() as log_exc:
+                print(f"error: could not record the failure in MLflow: {log_exc}", file=sys.stderr)
+        return 1, ordered(summary), run.run_id if run is not None else None
+
+
+def print_summary(summary: Mapping[str, Any], out_dir: Path, run_id: str | None) -> None:
+    """The summary as a two-column table, and where to look at it."""
+    from cosim.tracking.mlflow_log import tracking_uri
+
+    keys = [*SUMMARY_KEYS, "status", "event_recall", "alerts", "containment_actions"]
+    width = max(len(k) for k in keys)
+    print(f"{'':-<{width + 14}}")
+    for key in keys:
+        value = summary.get(key)
+        text = "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}")
+    print(f"{'':-<{width + 14}}")
+    print(f"run directory: {out_dir}")
+    if run_id:
+        uri = tracking_uri()
+        print(f"MLflow run {run_id} ({uri})")
+        if uri.startswith("sqlite:///"):
+            print(f"see it with: mlflow ui --backend-store-uri {uri}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="run")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    search = [str(p).removeprefix("file://") for p in hc.searchpath if str(p).startswith("file://")]
+    status, summary, run_id = execute(cfg, out_dir, dict(hc.runtime.choices),
+                                      sweep_dir=str(hc.sweep.dir) if multirun else None,
+                                      job=str(hc.job.num) if multirun else None, search_dirs=search)
+    if multirun:
+        return  # a failed job is recorded; the sweep goes on with its other jobs
+    if status:
+        sys.exit(status)
+    print_summary(summary, out_dir, run_id)
+
+
+if __name__ == "__main__":
+    main()
