@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 from cosim.attacks.base import Attack, register
-from cosim.errors import ConfigurationError, IntegrityError
+from cosim.errors import ConfigurationError, CosimError, IntegrityError
 
 if TYPE_CHECKING:
     from cosim.core.master import Master
@@ -95,8 +95,11 @@ class UpdateEndpoint:
         if not result:
             unit = master.units[update.unit]
             names = list(update.parameters)
-            unit.set(names, [update.parameters[n] for n in names])
-            result = "applied"
+            try:
+                unit.set(names, [update.parameters[n] for n in names])
+                result = "applied"
+            except CosimError as exc:  # e.g. a parameter the unit cannot change while running
+                result = f"failed: {exc}"
         self.log.append({"t": t, "unit": update.unit, "kind": update.kind, "origin": update.origin,
                          "result": result})
         return result
@@ -236,7 +239,7 @@ class SupplyChain(UpdateAttack):
                  workdir: str | None = None, twin_prefix: str = "twin_") -> None:
         super().__init__(name, target, start, duration, seed, verify, keystore, twin_prefix)
         if not parameters:
-            raise ConfigurationError(f"attack '{name}': a poisoned component needs parameters, e.g. {{tau: 0.5}}")
+            raise ConfigurationError(f"attack '{name}': a poisoned component needs parameters, e.g. {{gain: 0.3}}")
         self.parameters, self.workdir = dict(parameters), workdir
         self.component: Path | None = None
 
