@@ -24,6 +24,13 @@ Detectors (``make(name, **params)``; ``available()`` lists them):
   persistent shifts that a controller hides in single samples (TEP faults 4 and 5).
 - ``dpca``: dynamic PCA: PCA (T², Q or combined) on rows augmented with ``lags`` past rows.
 
+Sample size: the threshold is an order statistic of the held-out scores, so its false-alarm
+rate scatters by about sqrt(far (1 - far) / m) for m held-out rows; MEWMA scores are
+autocorrelated over about (2 - lam) / lam rows, which shrinks m by that factor. Measured on
+3 white-noise signals, target 2 %, lam 0.1: 400 training rows gave 0.4-20 % (10th-90th
+percentile over 20 seeds), 4000 rows gave 0.8-3.7 %. Give MEWMA a few thousand normal rows
+or a larger ``lam``.
+
 Sequential detectors (``mewma``, ``dpca``) treat the rows of each scored table as one time
 series that starts at its first row (EWMA state starts at the normal mean; the first rows
 of ``dpca`` repeat the first sample as its own past).
