@@ -192,7 +192,11 @@ def verify_audit(source: str | Path | Iterable[Mapping[str, Any]], *, expected_h
                         f"{label}: record at line {line} (seq {seq}, {rec.get('kind')} at t={rec.get('t')}) was "
                         "altered: its content does not hash to its recorded SHA-256", prev)
         if rec["prev"] != prev or seq != expected_seq:
-            if isinstance(seq, int) and seq > expected_seq:
+            later = {r.get("seq") for _, r in rows[n + 1:] if isinstance(r, dict)}
+            if isinstance(seq, int) and seq > expected_seq and expected_seq in later:
+                problem, what = "reordered", f"line {line} holds seq {seq} where seq {expected_seq} belongs: " \
+                                             "records were reordered"
+            elif isinstance(seq, int) and seq > expected_seq:
                 gap = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
                 problem, what = "removed", f"record(s) {gap} were removed before line {line}"
             elif isinstance(seq, int) and seq < expected_seq:

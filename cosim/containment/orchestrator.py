@@ -116,7 +116,10 @@ class ContainmentOrchestrator(Observer):
         for interval in self.safe_intervals:
             if interval[1] is None:
                 interval[1] = self.time
-        self.audit.append("stop", t=self.time, tick=self.tick, reason="end of run")
+        self.audit.append("stop", t=self.time, tick=self.tick, reason="the run stopped")
+
+    def close(self) -> None:
+        """Close the audit file and the sandbox twin (the episode calls this at its end)."""
         self.audit.close()
         self.recovery.close()
 
@@ -145,7 +148,7 @@ class ContainmentOrchestrator(Observer):
         self.alerts.append(alert)
         self.audit.append("alert", t=alert.time, tick=alert.tick, reason=f"{alert.detector}: score {alert.score:.4g} "
                           f"> threshold {alert.threshold:.4g}", evidence=dict(alert.evidence),
-                          detector=alert.detector, kind=alert.kind, target=alert.target, score=alert.score)
+                          detector=alert.detector, attack_kind=alert.kind, target=alert.target, score=alert.score)
         self._open_incident(alert)
         self._last_alert_t = max(self._last_alert_t or alert.time, alert.time)
         rules = self.policy.rule_for(alert)
@@ -236,8 +239,8 @@ class ContainmentOrchestrator(Observer):
                 alert = Alert(self.time, tick, "twin_watch", float(dev), watch.threshold, "twin", "sync",
                               {"twin_deviation": float(dev)}, time.perf_counter())
                 self.audit.append("alert", t=self.time, tick=tick, reason=f"twin deviation {dev:.3g} above "
-                                  f"{watch.threshold} for {watch.persist_s} s", detector="twin_watch", kind="sync",
-                                  target="twin", score=float(dev))
+                                  f"{watch.threshold} for {watch.persist_s} s", detector="twin_watch",
+                                  attack_kind="sync", target="twin", score=float(dev))
                 self._open_incident(alert)
                 self._last_alert_t = self.time
                 self._decide("twin_watch", watch.actions, alert, "twin deviation passed the threshold")
