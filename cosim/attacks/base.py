@@ -231,24 +231,29 @@ class StealthBound(Manipulator):
 
     def __init__(self, inner: Manipulator, stealth: Stealth, dt: float) -> None:
         super().__init__(inner.target, inner.start_tick, inner.end_tick)
-        self.inner, self.stealth, self.step_limit = inner, stealth, stealth.max_rate * dt
+        self.inner, self.stealth, self.dt = inner, stealth, dt
         self.deviation = 0.0
+        self.last_tick: int | None = None
 
     def apply(self, tick: int, value: Value) -> Value:
         out = self.inner.apply(tick, value)
         if isinstance(out, bool) or not isinstance(out, int | float) or isinstance(value, bool):
             return out
-        dev = min(self.stealth.bound, max(-self.stealth.bound, out - value))  # type: ignore[operator]
-        dev = min(self.deviation + self.step_limit, max(self.deviation - self.step_limit, dev))
-        self.deviation = dev
-        return type(out)(value + dev) if isinstance(out, float) else value + dev
+        bound = self.stealth.bound
+        dev = min(bound, max(-bound, out - value))  # type: ignore[operator]
+        if self.stealth.max_rate < math.inf:  # per elapsed time: receivers may read every few ticks
+            elapsed = 1 if self.last_tick is None else max(1, tick - self.last_tick)
+            step = self.stealth.max_rate * self.dt * elapsed
+            dev = min(self.deviation + step, max(self.deviation - step, dev))
+        self.deviation, self.last_tick = dev, tick
+        return value + dev if isinstance(out, float) else type(out)(value + dev)  # type: ignore[operator]
 
     def save_state(self) -> Any:
-        return {"inner": self.inner.save_state(), "deviation": self.deviation}
+        return {"inner": self.inner.save_state(), "deviation": self.deviation, "last_tick": self.last_tick}
 
     def restore_state(self, state: Any) -> None:
         self.inner.restore_state(state["inner"])
-        self.deviation = state["deviation"]
+        self.deviation, self.last_tick = state["deviation"], state["last_tick"]
 
 
 @dataclass(frozen=True)
