@@ -344,6 +344,17 @@ def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
     return ep
 
 
+def _panels(cfg: DictConfig) -> dict[str, list[str]]:
+    """The plant's ``plot_panels`` as ``{label: [columns]}`` (a list of groups gets numbered labels)."""
+    node = cfg.plant.get("plot_panels")
+    if node is None:
+        return {}
+    panels = OmegaConf.to_container(node, resolve=True)
+    if isinstance(panels, list):
+        return {f"panel {i}": [str(c) for c in cols] for i, cols in enumerate(panels)}
+    return {str(k): [str(c) for c in v] for k, v in panels.items()}
+
+
 def _plots(cfg: DictConfig, ep: EpisodeResult, observers: Mapping[str, Observer], ctx: EpisodeContext,
            out_dir: Path) -> dict[str, str]:
     from cosim.tracking.plots import confusion_matrix, timeline
@@ -351,7 +362,7 @@ def _plots(cfg: DictConfig, ep: EpisodeResult, observers: Mapping[str, Observer]
     files: dict[str, str] = {}
     data = dict(ep.data)
     panels: dict[str, list[str]] = {}
-    for label, cols in (OmegaConf.to_container(cfg.plant.get("plot_panels") or {}) or {}).items():
+    for label, cols in _panels(cfg).items():
         present = [c for c in cols if c in data]
         if present:
             panels[str(label)] = present
@@ -473,8 +484,7 @@ def log_episode(run: Any, cfg: DictConfig, ep: EpisodeResult | None, out_dir: Pa
         run.log_metrics(metrics)
         if cfg.mlflow.get("log_series", True):
             series: dict[str, tuple[Any, Any]] = {}
-            panels = OmegaConf.to_container(cfg.plant.get("plot_panels") or {}) or {}
-            cols = [c for group in panels.values() for c in group] if isinstance(panels, dict) else []
+            cols = [c for group in _panels(cfg).values() for c in group]
             for col in dict.fromkeys(cols):
                 if col in ep.data and ep.data[col].dtype != object:
                     series[f"ts/{col}"] = (ep.data["time"], ep.data[col])
