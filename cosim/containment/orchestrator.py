@@ -113,9 +113,6 @@ class ContainmentOrchestrator(Observer):
         self._maybe_recover()
 
     def on_stop(self) -> None:
-        for interval in self.safe_intervals:
-            if interval[1] is None:
-                interval[1] = self.time
         self.audit.append("stop", t=self.time, tick=self.tick, reason="the run stopped")
 
     def close(self) -> None:
@@ -416,9 +413,7 @@ class ContainmentOrchestrator(Observer):
             "actions": [r.as_dict() for r in self.records],
             "actions_by_kind": dict(Counter(r.action for r in self.records if r.ok)),
             "safe_mode_entries": len(self.safe_intervals),
-            "safe_mode_exits": sum(1 for _, b in self.safe_intervals if b is not None and b < self.time)
-            + sum(1 for r in self.records if r.action == "safe_mode" and r.released_t is not None
-                  and r.released_t == self.time),
+            "safe_mode_exits": sum(1 for _, b in self.safe_intervals if b is not None),
             "safe_mode_intervals": [list(i) for i in self.safe_intervals],
             "time_in_safe_mode_s": safe_s,
             "safe_state_reach_s": safe_reach,

@@ -167,7 +167,7 @@ def test_retraining_gets_only_clean_intervals():
 
     p = rule({"action": "notify"}, quiet=1.0)
     p["recovery"].update(retrain=True, retrain_margin_s=2.0, retrain_min_interval_s=1.0, retrain_min_total_s=3.0)
-    master, _, orch, ctx = system(p, [(5.0, "spoofing", "src.y")])
+    master, _, _orch, ctx = system(p, [(5.0, "spoofing", "src.y")])
     learner = Learner()
     ctx.extra["detectors"] = [learner]
     master.run(duration=12.0)

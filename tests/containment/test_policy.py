@@ -39,7 +39,7 @@ def test_bad_top_level_and_settings():
         load_policy({"rulez": []}, "p")
     with pytest.raises(ConfigurationError, match="recovery: unknown key 'quite_s'"):
         load_policy({"recovery": {"quite_s": 1}}, "p")
-    with pytest.raises(ConfigurationError, match="twin_watch.*threshold"):
+    with pytest.raises(ConfigurationError, match=r"twin_watch.*threshold"):
         load_policy({"twin_watch": {"threshold": 0}}, "p")
     with pytest.raises(ConfigurationError, match=r"safe_mode.*'bound_s'"):
         load_policy({"safe_mode": {"signals": {"plc.safe_mode_cmd": True}, "bound_s": "soon"}}, "p")
