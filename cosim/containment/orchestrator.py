@@ -96,6 +96,7 @@ class ContainmentOrchestrator(Observer):
         self.recovery.on_start(master)
         self.quarantine.gate.bind(master, self.recovery.sandbox, self._replica_of)
         self.quarantine.gate.on_submit = self._update_submitted
+        self._hook_update_endpoint(master)
         early, self._early = self._early, []
         for alert in early:
             self._on_alert(alert)
@@ -372,6 +373,35 @@ class ContainmentOrchestrator(Observer):
                           evidence={"intervals": intervals}, detectors=entry["detectors"])
 
     # model updates ---------------------------------------------------------------------
+    def _hook_update_endpoint(self, master: Master) -> None:
+        """Route the attack layer's model updates (OTA, supply chain) through the gate: while
+        it is closed, an update is applied to the sandbox twin only and never reaches
+        production."""
+        try:
+            from cosim.attacks.deployment import update_endpoint
+        except ImportError:
+            return
+        gate = self.quarantine.gate
+
+        def intercept(update: Any) -> str | None:
+            if not gate.closed:
+                return None
+            gate.quarantined.append(update)
+            box = self.recovery.sandbox()
+            replica = self._replica_of(update.unit)
+            if box is not None and replica is not None and replica in box.master.units:
+                try:
+                    box.master.units[replica].set(list(update.parameters), list(update.parameters.values()))
+                    update.meta["sandbox_unit"] = replica
+                except Exception as exc:  # observed in the sandbox: a failure there is a finding
+                    update.meta["sandbox_error"] = str(exc)
+            self.audit.append("model_update", t=self.time, tick=self.tick,
+                              reason=f"update of {update.unit} from {update.origin or 'unknown'}: quarantined",
+                              evidence={"parameters": dict(update.parameters)})
+            return "quarantined"
+
+        update_endpoint(master).intercept(intercept)
+
     def _replica_of(self, unit: str) -> str | None:
         layout = self.ctx.layout if self.ctx is not None else None
         if layout is None:

@@ -174,3 +174,16 @@ def test_retraining_gets_only_clean_intervals():
     (intervals,) = learner.calls
     assert intervals == [(0.0, 3.0)]  # before the alert minus the margin; after it too short still
     assert all(b <= 5.0 - 2.0 or a >= 6.0 + 2.0 for a, b in intervals)
+
+
+def test_the_attack_layers_update_endpoint_is_quarantined_too():
+    from cosim.attacks.deployment import ModelUpdate as AttackUpdate
+    from cosim.attacks.deployment import update_endpoint
+
+    master, _, orch, _ = system(rule({"action": "quarantine", "flow": False, "updates": True}, kind="ota",
+                                     quiet=100.0), [(0.5, "ota", "dst")])
+    master.run(duration=0.6)
+    update = AttackUpdate("dst", "parameters", b"{}", None, {"gain": 42.0}, "dst", origin="ota_attack")
+    assert update_endpoint(master).submit(update) == "quarantined"
+    master.run(duration=0.2)
+    assert master.get("dst.gain") == 1.0 and orch.summary()["quarantined_updates"] == 1
