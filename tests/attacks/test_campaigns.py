@@ -253,3 +253,15 @@ def test_the_readme_worked_example_runs(tmp_path, monkeypatch):
     stuck = data["plc.speed_meas"][(t > 1.05) & (t < 2.0)]
     assert np.ptp(stuck) == 0.0 and np.ptp(data["conveyor.speed_meas"][(t > 1.05) & (t < 2.0)]) > 0
     assert np.ptp(data["plc.speed_meas"][t > 2.05]) > 0
+
+
+def test_the_documented_override_forms_work():
+    cfg = config(["twin=replica", "network=cell", "attack=campaign", "attack.events.0.at=5",
+                  "attack.events.2.params.frames_per_tick=80", "attack.events.4.params.hops.1.at=70",
+                  "+attack.events.1.traits.persistence.period_s=0.5"])
+    from omegaconf import OmegaConf
+
+    attacks = load_scenario(OmegaConf.to_container(cfg.attack, resolve=True))
+    assert attacks[0].start == 5.0 and attacks[2].frames_per_tick == 80 and attacks[4].hops[1].start == 70.0
+    assert attacks[1].traits.names() == ("stealth", "persistence")
+    assert "attack.events.0.at=5" in (REPO / "docs" / "attacks.md").read_text()
