@@ -14,10 +14,12 @@ from cosim.errors import ConfigurationError
 
 
 class ThresholdDetector(Observer):
-    """Alarm when ``signal`` is above ``threshold`` (every ``every`` ticks)."""
+    """Alarm when ``signal`` is above ``threshold`` (every ``every`` ticks); raises at ``fail_at`` if set."""
 
-    def __init__(self, signal: str, threshold: float, name: str = "threshold", every: int = 5) -> None:
+    def __init__(self, signal: str, threshold: float, name: str = "threshold", every: int = 5,
+                 fail_at: float | None = None) -> None:
         self.name, self.signal, self.threshold, self.every = name, signal, float(threshold), int(every)
+        self.fail_at = fail_at
         self.ctx: EpisodeContext | None = None
         self.t: list[float] = []
         self.s: list[float] = []
@@ -34,6 +36,8 @@ class ThresholdDetector(Observer):
         if tick % self.every:
             return
         t = self.master.grid.time(tick)
+        if self.fail_at is not None and t >= self.fail_at:
+            raise ConfigurationError(f"{self.name}: failing on purpose at t={t}")
         score = float(self.reader.read()[0])
         alarm = int(score > self.threshold)
         self.t.append(t)
@@ -51,7 +55,7 @@ class ThresholdDetector(Observer):
 
 
 class FlagDefence(Observer):
-    """Records the first alert as a containment action; fails on purpose with ``fail_at``."""
+    """Records the first alert as a containment action and writes an audit line."""
 
     def __init__(self, fail_on_attach: bool = False) -> None:
         if fail_on_attach:
