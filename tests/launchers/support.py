@@ -73,6 +73,10 @@ class RayHead:
     def worker_logs(self) -> list[Path]:
         return sorted((self.temp_dir / "session_latest" / "logs").glob("worker-*.out"))
 
+    def tasks_started(self) -> int:
+        """Hydra jobs started so far on this head (Ray marks each task's start in its worker log)."""
+        return sum(log.read_text(errors="replace").count(":task_name:_run_job\n") for log in self.worker_logs())
+
 
 def _fail_or_skip(reason: str) -> None:
     # CI must run the Ray test; elsewhere (no root, no namespaces) it is skipped with the reason.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
 
 from experiments.plant import register_resolvers
 from experiments.simulate import simulate
@@ -56,3 +58,30 @@ def test_ray_sweep_runs_both_jobs_on_the_cluster(ray_head: RayHead, tmp_path: Pa
     simulate(cfg, tmp_path / "local")
     ray_trace = (sweep.sweep_dir / "1" / "trace.csv").read_bytes()
     assert ray_trace == (tmp_path / "local" / "trace.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_ray_sweep_of_episodes_nests_in_one_mlflow_parent(ray_head: RayHead, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tasks_before = ray_head.tasks_started()
+    sweep = run_sweep("experiments.run",
+                      ["hydra/launcher=ray", "plant=demo", "twin=none", "network=none", "attack=none",
+                       "defense=none", "duration=2", "seed=0,1", "plot=false", "progress=false",
+                       f"baseline.cache_dir={tmp_path / 'baselines'}",
+                       f"hydra.launcher.ray.init.address={ray_head.address}"],
+                      tmp_path / "sweep", prefix=ray_head.netns_prefix, env={"MLFLOW_TRACKING_URI": uri})
+    assert sweep.returncode == 0, sweep.output[-4000:]
+    parent_id = json.loads((sweep.sweep_dir / "mlflow_sweep.json").read_text())["run_id"]
+    summaries = [sweep.job_summary(num, "summary.json") for num in (0, 1)]
+    assert [s["status"] for s in summaries] == ["FINISHED", "FINISHED"]
+
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["cosim.role"] == "sweep"
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(c.info.run_id for c in children) == sorted(str(s["mlflow_run_id"]) for s in summaries)
+    assert sorted(c.data.params["seed"] for c in children) == ["0", "1"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    # Both episodes ran as tasks in this head's workers (a job in multirun mode prints nothing).
+    assert ray_head.tasks_started() - tasks_before == 2
