@@ -141,7 +141,7 @@ def claims(runs: Sequence[Any], framework: str = "dt_framework", cps_only: str =
 def _fmt(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "-"
-    return f"{mean:.3g} ± {std:.2g}" if std else f"{mean:.3g}"
+    return f"{mean:.3g} ± {std or 0.0:.2g}"
 
 
 def to_markdown(rows: Sequence[Mapping[str, Any]], claim_rows: Sequence[Mapping[str, Any]], parent: Any) -> str:
