@@ -146,7 +146,8 @@ def ray_head() -> Iterator[RayHead]:
                  f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                  "--object-store-memory=100000000", f"--temp-dir={temp_dir}"],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                # no drain on SIGTERM: nothing runs on the head when the tests are done
+                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})
         while "Ray runtime started" not in log_path.read_text(errors="replace"):
             if head.poll() is not None or time.perf_counter() - t0 > HEAD_START_TIMEOUT_S:
                 pytest.fail(f"Ray head did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
