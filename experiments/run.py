@@ -66,7 +66,8 @@ from experiments.plant import (
 register_resolvers()
 # conf/hydra/launcher/joblib.yaml shares its name with the plugin's schema on purpose (it is
 # validated against it); Hydra 1.3 warns about that on every start.
-warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema", category=UserWarning)
+warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/joblib. is validated against ConfigStore schema",
+                        category=UserWarning)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"

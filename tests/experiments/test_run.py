@@ -110,3 +110,14 @@ def test_bad_override_gives_one_error_line_and_exit_1(tmp_path, tracking):
     assert data["status"] == "FAILED" and "plant.base_step" in data["error"]
     run = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(data["mlflow_run_id"])
     assert run.info.status == "FAILED" and "plant.base_step" in run.data.tags["error"]
+
+
+def test_paper_table_sweeps_every_attack_preset_and_three_defences():
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("run", overrides=["experiment=paper_table"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    presets = sorted(p.stem for p in (REPO / "conf" / "attack").glob("*.yaml") if p.stem != "none")
+    assert sorted(params.attack.split(",")) == presets
+    assert params.defense.split(",") == ["none", "cps_only", "dt_framework"] and params.seed == "range(5)"
+    assert cfg.hydra.launcher.n_jobs == 2 and "joblib" in cfg.hydra.launcher._target_
+    assert cfg.mlflow.experiment == "paper_table" and cfg.duration >= 60

@@ -1,0 +1,97 @@
+"""Real-time factor of a full episode against the cell alone, and wall time of a sweep.
+
+In one process, interleaved, best of ``--repeat``:
+
+* the cell alone: ``plant=smart_factory`` with its recorder and monitor, no twin, no
+  network, no attack, no detector, no defence;
+* the full episode of ``experiments.run``: cell + twin + network + attack + detectors +
+  defence (``--defense``, default ``dt_framework``; its detector models must be fitted),
+  simulation loop only (no baseline, no plots, no MLflow).
+
+With ``--sweep`` it also runs ``python -m experiments.run -m experiment=paper_table`` (or
+``--experiment``) in a subprocess with a throw-away MLflow store and reports its wall time.
+
+    .venv/bin/python benchmarks/episode.py [--seconds 60] [--repeat 2] [--defense dt_framework]
+    .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from experiments.run import resolve_detector, run_episode  # noqa: E402
+
+
+def episode(overrides: list[str], out_dir: Path) -> dict[str, float]:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("run", overrides=["progress=false", "plot=false", "baseline.enabled=false",
+                                        "record.formats=[]", "mlflow.enabled=false", *overrides])
+    resolve_detector(cfg)
+    ep = run_episode(cfg, out_dir)
+    return {"sim_s": ep.summary["sim_time_s"], "wall_s": ep.summary["wall_time_s"],
+            "rtf": ep.summary["realtime_factor"]}
+
+
+def sweep(experiment: str, extra: list[str]) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        cmd = [sys.executable, "-m", "experiments.run", "-m", f"experiment={experiment}", "progress=false",
+               f"hydra.sweep.dir={tmp}/sweep", *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        jobs = [json.loads(p.read_text()) for p in Path(tmp, "sweep").glob("*/summary.json")]
+    failed = [j for j in jobs if j.get("status") != "FINISHED"]
+    return {"experiment": experiment, "wall_s": round(wall, 1), "jobs": len(jobs), "failed": len(failed),
+            "first_error": failed[0].get("error") if failed else None, "exit": proc.returncode,
+            "episode_wall_mean_s": round(sum(j["wall_time_s"] or 0 for j in jobs) / max(len(jobs), 1), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per episode")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--defense", default="dt_framework")
+    parser.add_argument("--attack", default="injection")
+    parser.add_argument("--sweep", action="store_true", help="also time the paper_table sweep")
+    parser.add_argument("--experiment", default="paper_table")
+    parser.add_argument("--sweep-args", nargs="*", default=[], help="extra overrides for the sweep")
+    args = parser.parse_args()
+
+    alone = ["twin=none", "network=none", "attack=none", "defense=none", f"duration={args.seconds}"]
+    full = [f"attack={args.attack}", f"defense={args.defense}", f"duration={args.seconds}"]
+    best: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            for name, overrides in (("cell_alone", alone), ("full_episode", full)):
+                r = episode(overrides, Path(tmp) / f"{name}{i}")
+                if name not in best or r["wall_s"] < best[name]["wall_s"]:
+                    best[name] = r
+    result: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
+        "cell_alone_rtf": round(best["cell_alone"]["rtf"], 1),
+        "full_episode_rtf": round(best["full_episode"]["rtf"], 1),
+        "full_over_alone_wall": round(best["full_episode"]["wall_s"] / best["cell_alone"]["wall_s"], 2),
+        "target_rtf": 30.0,
+    }
+    if args.sweep:
+        result["sweep"] = sweep(args.experiment, args.sweep_args)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
