@@ -1,0 +1,179 @@
+"""Labelled datasets from seeded runs of the cell under the attack library.
+
+    python -m experiments.generate                         # conf/generate.yaml
+    python -m experiments.generate out=/tmp/cell duration=60 seeds.test_attack=[3000,3001]
+
+One run per seed: normal runs, and attack runs with one attack drawn from ``templates``
+(kind, target, window and parameters drawn from the seed). Each run's features (physics as
+the PLC sees it, twin residuals, network traffic; :mod:`cosim.detection.features`) and the
+label of each sample (``normal`` or the attack kind, from the campaign's ground truth) go to
+``<out>/<split>_<seed>.parquet``; ``<out>/runs.json`` lists the runs, their split, scenario
+and ground truth. Training and test seeds must be disjoint: the split is by run, never by
+random rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cosim.core.observer import Observer
+from cosim.detection.features import FeatureExtractor, FeatureSpec
+from cosim.errors import ConfigurationError, CosimError
+from experiments.plant import network_factory, register_resolvers, system_spec, twin_sync
+
+register_resolvers()
+
+SPLITS = ("train_normal", "train_attack", "test_normal", "test_attack")
+
+
+class FeatureLog(Observer):
+    """Records the feature vector every ``every_ticks`` (for datasets)."""
+
+    def __init__(self, spec: FeatureSpec, twin: Any, every_ticks: int) -> None:
+        self.extractor = FeatureExtractor(spec)
+        self.twin = twin
+        self.every = int(every_ticks)
+        self.times: list[float] = []
+        self.rows: list[np.ndarray] = []
+
+    def on_start(self, master: Any) -> None:
+        self._master = master
+        self.names = self.extractor.bind(master, self.twin)
+
+    def after_step(self, tick: int) -> None:
+        if tick % self.every == 0:
+            self.times.append(self._master.grid.time(tick))
+            self.rows.append(self.extractor.sample())
+
+
+def draw(value: Any, rng: np.random.Generator) -> Any:
+    """A template value: a constant, ``{uniform: [lo, hi]}`` or ``{choice: [...]}``."""
+    if isinstance(value, Mapping):
+        if set(value) == {"uniform"}:
+            lo, hi = value["uniform"]
+            return round(float(rng.uniform(float(lo), float(hi))), 3)
+        if set(value) == {"choice"}:
+            options = list(value["choice"])
+            return options[int(rng.integers(len(options)))]
+        return {k: draw(v, rng) for k, v in value.items()}
+    return value
+
+
+def draw_scenario(templates: Sequence[Mapping[str, Any]], window: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """One attack event for ``seed`` (template, window and parameters drawn from it)."""
+    if not templates:
+        raise ConfigurationError("generate: no attack templates")
+    rng = np.random.default_rng([seed, 7])
+    template = templates[seed % len(templates)]  # consecutive seeds cycle through the templates
+    event = {"attack": template["attack"], "name": f"{template['attack']}_{seed}", "target": template["target"],
+             "at": draw(window["start"], rng), "duration": draw(window["duration"], rng),
+             "params": draw(dict(template.get("params") or {}), rng)}
+    return {"name": f"drawn_{seed}", "events": [event]}
+
+
+def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Run one seed (optionally under ``scenario``); return times, features, labels, ground truth."""
+    from cosim.attacks import Campaign, load_scenario
+
+    run_cfg = cfg.copy()
+    run_cfg.seed = int(seed)
+    spec, layout = system_spec(run_cfg)
+    master = spec.build(record=False, network=network_factory(run_cfg))
+    sync = twin_sync(run_cfg, layout) if layout is not None else None
+    if sync is not None:
+        master.add_observer(sync)
+    campaign = Campaign(load_scenario(scenario, seed=int(seed))) if scenario else None
+    if campaign is not None:
+        master.add_observer(campaign)
+    features = _plain(cfg.features)
+    log = FeatureLog(FeatureSpec(physics=list(features.get("physics") or []),
+                                 residuals=bool(features.get("residuals")),
+                                 network=list(features.get("network") or [])), sync, int(cfg.every_ticks))
+    master.add_observer(log)
+    try:
+        master.run(duration=float(cfg.duration))
+    finally:
+        master.terminate()
+    truth = campaign.ground_truth if campaign is not None else None
+    labels = truth.labels(log.times) if truth is not None else ["normal"] * len(log.times)
+    return {"times": np.asarray(log.times), "X": np.vstack(log.rows), "names": log.names, "labels": labels,
+            "truth": truth.as_list() if truth is not None else []}
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def check_split(seeds: Mapping[str, Sequence[int]]) -> None:
+    """Training and test seeds must be disjoint (and no seed twice)."""
+    unknown = set(seeds) - set(SPLITS)
+    if unknown:
+        raise ConfigurationError(f"generate: unknown seed lists {sorted(unknown)}; lists are {list(SPLITS)}")
+    seen: dict[int, str] = {}
+    for split in SPLITS:
+        for s in seeds.get(split) or []:
+            if int(s) in seen:
+                raise ConfigurationError(f"generate: seed {s} is in both '{seen[int(s)]}' and '{split}'; "
+                                         "a run belongs to one split only")
+            seen[int(s)] = split
+
+
+def write_run(out: Path, name: str, run: Mapping[str, Any]) -> Path:
+    import pandas as pd
+
+    frame = pd.DataFrame(run["X"], columns=run["names"])
+    frame.insert(0, "label", run["labels"])
+    frame.insert(0, "time", run["times"])
+    path = out / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def generate(cfg: DictConfig) -> dict[str, Any]:
+    seeds = {k: [int(s) for s in v] for k, v in _plain(cfg.seeds).items()}
+    check_split(seeds)
+    out = Path(str(cfg.out))
+    out.mkdir(parents=True, exist_ok=True)
+    templates = _plain(cfg.templates)
+    window = _plain(cfg.attack_window)
+    runs: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    total = sum(len(v) for v in seeds.values())
+    for split in SPLITS:
+        for seed in seeds.get(split, []):
+            scenario = draw_scenario(templates, window, seed) if split.endswith("attack") else None
+            run = record_run(cfg, seed, scenario)
+            name = f"{split}_{seed}"
+            write_run(out, name, run)
+            runs.append({"name": name, "split": split.split("_")[0], "seed": seed, "scenario": scenario,
+                         "truth": run["truth"], "samples": len(run["times"])})
+            print(f"[{len(runs)}/{total}] {name}: {scenario['events'][0]['attack'] if scenario else 'normal'} "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    manifest = {"every_ticks": int(cfg.every_ticks), "duration": float(cfg.duration), "runs": runs,
+                "plant": str(cfg.plant.name)}
+    (out / "runs.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    try:
+        manifest = generate(cfg)
+    except (CosimError, OmegaConfBaseException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{len(manifest['runs'])} runs written to {cfg.out}")
+
+
+if __name__ == "__main__":
+    main()
