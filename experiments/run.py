@@ -580,6 +580,11 @@ def main(cfg: DictConfig) -> None:
                                       sweep_dir=str(hc.sweep.dir) if multirun else None,
                                       job=str(hc.job.num) if multirun else None, search_dirs=search)
     if multirun:
+        from cosim.tracking.mlflow_log import read_parent
+        from cosim.tracking.progress import sweep_progress
+
+        parent = read_parent(hc.sweep.dir) or {}
+        sweep_progress(hc.sweep.dir, parent.get("jobs"), parent.get("started"))
         return  # a failed job is recorded; the sweep goes on with its other jobs
     if status:
         sys.exit(status)

@@ -21,6 +21,22 @@ from omegaconf import DictConfig
 from cosim.tracking.mlflow_log import ENV_PARENT, ROLE_TAG, EpisodeRun, client, read_parent, write_parent
 
 
+def count_jobs(overrides: list[str], sweeper_params: dict[str, Any]) -> int | None:
+    """Jobs of a basic-sweeper sweep: the product of the sweep lengths (command line over config)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        merged = {str(k): f"{k}={v}" for k, v in sweeper_params.items()}
+        merged.update({o.split("=", 1)[0].lstrip("+~"): o for o in overrides if "=" in o})
+        total = 1
+        for override in OverridesParser.create().parse_overrides(list(merged.values())):
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_string_iterator()))
+        return total
+    except Exception:  # another sweeper's syntax: no count, no bar
+        return None
+
+
 class MlflowSweepCallback(Callback):
     """Creates and closes the parent run of a sweep.
 
@@ -46,7 +62,8 @@ class MlflowSweepCallback(Callback):
                                                  "experiment_choice": exp_choice or ""})
         run.log_params({"sweep." + str(k): v for k, v in sweeper_params.items()}
                        | {"overrides": " ".join(overrides) or "-"})
-        write_parent(sweep_dir, run.run_id, experiment, run.uri)
+        total = count_jobs(overrides, sweeper_params)
+        write_parent(sweep_dir, run.run_id, experiment, run.uri, jobs=total)
         os.environ[ENV_PARENT] = run.run_id
         print(f"sweep: MLflow parent run {run.run_id} in experiment '{experiment}' ({run.uri})", file=sys.stderr)
 

@@ -70,12 +70,13 @@ def experiment_id(mlf: Any, name: str) -> str:
         return str(exp.experiment_id)
 
 
-def write_parent(sweep_dir: str | Path, run_id: str, experiment: str, uri: str) -> Path:
-    """Record the sweep's parent run in ``<sweep_dir>/mlflow_sweep.json``."""
+def write_parent(sweep_dir: str | Path, run_id: str, experiment: str, uri: str, jobs: int | None = None) -> Path:
+    """Record the sweep's parent run (and its number of jobs) in ``<sweep_dir>/mlflow_sweep.json``."""
     from cosim.tracking.summary import write_json_atomic
 
     return write_json_atomic(Path(sweep_dir) / PARENT_FILE,
-                             {"run_id": run_id, "experiment": experiment, "tracking_uri": uri})
+                             {"run_id": run_id, "experiment": experiment, "tracking_uri": uri, "jobs": jobs,
+                              "started": time.time()})
 
 
 def read_parent(sweep_dir: str | Path | None) -> dict[str, Any] | None:

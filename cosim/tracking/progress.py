@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 
 class Progress:
@@ -38,3 +39,27 @@ class Progress:
             print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
         else:
             print(line, file=sys.stderr, flush=True)
+
+
+def sweep_progress(sweep_dir: str | Path, total: int | None, t0: float | None = None) -> str | None:
+    """One line on stderr saying how many jobs of the sweep in ``sweep_dir`` are done.
+
+    Counts the jobs' ``summary.json`` files (written by finished and failed jobs alike), so
+    any job in any process can call it when it ends. Returns the line (``None`` without a total).
+    """
+    if not total:
+        return None
+    files = list(Path(sweep_dir).glob("*/summary.json"))
+    done = len(files)
+    failed = 0
+    for f in files:
+        try:
+            failed += '"status": "FAILED"' in f.read_text()
+        except OSError:
+            pass
+    pct = min(100, int(100 * done / total))
+    bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+    elapsed = f" {time.time() - t0:7.0f}s" if t0 is not None else ""
+    line = f"sweep [{bar}] {done}/{total} jobs{elapsed}" + (f" ({failed} failed)" if failed else "")
+    print(line, file=sys.stderr, flush=True)
+    return line

@@ -52,7 +52,9 @@ def test_sweep_nests_children_under_one_parent(sweep):
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert json.loads((sweep_dir / PARENT_FILE).read_text())["run_id"] == parent.info.run_id
+    recorded = json.loads((sweep_dir / PARENT_FILE).read_text())
+    assert recorded["run_id"] == parent.info.run_id and recorded["jobs"] == 4
+    assert "sweep [" in proc.stderr and "4/4 jobs" in proc.stderr  # the sweep's progress line
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 4 and len(runs) == 5
     finished = [r for r in children if r.info.status == "FINISHED"]
