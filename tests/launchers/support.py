@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,7 @@ class RayHead:
     address: str
     temp_dir: Path
     netns_prefix: list[str]
+    env: dict[str, str]
     start_s: float
     pids: list[int] = field(default_factory=list)
 
@@ -138,6 +140,9 @@ def ray_head() -> Iterator[RayHead]:
             [*prefix, sys.executable, "-c",
              "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"],
             check=True, capture_output=True, text=True).stdout)
+        # Token authentication with a token of the test's own (whatever ~/.ray/auth_token holds);
+        # no drain on SIGTERM: nothing runs on the head when the tests are done.
+        env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
         log_path = temp_dir / "head.log"
         t0 = time.perf_counter()
         with log_path.open("wb") as log:
@@ -146,13 +151,12 @@ def ray_head() -> Iterator[RayHead]:
                  f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                  "--object-store-memory=100000000", f"--temp-dir={temp_dir}"],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                # no drain on SIGTERM: nothing runs on the head when the tests are done
-                env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})
+                env={**os.environ, **env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})
         while "Ray runtime started" not in log_path.read_text(errors="replace"):
             if head.poll() is not None or time.perf_counter() - t0 > HEAD_START_TIMEOUT_S:
                 pytest.fail(f"Ray head did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
             time.sleep(0.5)
-        yield RayHead(address=f"127.0.0.1:{port}", temp_dir=temp_dir, netns_prefix=prefix,
+        yield RayHead(address=f"127.0.0.1:{port}", temp_dir=temp_dir, netns_prefix=prefix, env=env,
                       start_s=time.perf_counter() - t0, pids=[head.pid, holder.pid])
     finally:
         if head is not None:

@@ -16,21 +16,24 @@ from experiments.simulate import simulate
 from tests.launchers.support import REPO, RayHead, run_sweep
 
 register_resolvers()
+# Long enough for the seed to matter: the demo's inspection station draws its first random
+# number after 2.5 s, so seeds 0 and 1 give identical traces up to there.
+DURATION = 4
 
 
 @pytest.mark.slow
 def test_ray_sweep_runs_both_jobs_on_the_cluster(ray_head: RayHead, tmp_path: Path) -> None:
     sweep = run_sweep("experiments.simulate",
-                      ["hydra/launcher=ray", "plant=demo", "duration=2", "seed=0,1", "plot=false",
+                      ["hydra/launcher=ray", "plant=demo", f"duration={DURATION}", "seed=0,1", "plot=false",
                        f"hydra.launcher.ray.init.address={ray_head.address}"],
-                      tmp_path / "sweep", prefix=ray_head.netns_prefix)
+                      tmp_path / "sweep", prefix=ray_head.netns_prefix, env=ray_head.env)
     print(f"Ray head start {ray_head.start_s:.1f} s, sweep {sweep.wall_s:.1f} s")
     assert sweep.returncode == 0, sweep.output[-4000:]
     assert "Ray Launcher is launching 2 jobs" in sweep.output
 
     for num, seed in ((0, 0), (1, 1)):
         summary = sweep.job_summary(num)
-        assert summary["status"] == "FINISHED" and summary["completed"] is True and summary["ticks"] == 200
+        assert summary["status"] == "FINISHED" and summary["completed"] is True and summary["ticks"] == DURATION * 100
         assert (sweep.sweep_dir / str(num) / "trace.csv").is_file()
         hydra_cfg = yaml.safe_load((sweep.sweep_dir / str(num) / ".hydra" / "hydra.yaml").read_text())["hydra"]
         assert hydra_cfg["launcher"]["_target_"].endswith("RayLauncher")
@@ -52,11 +55,14 @@ def test_ray_sweep_runs_both_jobs_on_the_cluster(ray_head: RayHead, tmp_path: Pa
     for pid in set(ran_in.values()):
         assert re.search(rf"\(_run_job pid={pid}\)", sweep.output)
 
-    # Determinism: the job run by Ray gives the same bytes as the same config run in-process.
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("simulate", overrides=["plant=demo", "duration=2", "seed=1", "progress=false", "plot=false"])
-    simulate(cfg, tmp_path / "local")
+    # Determinism: each job got its own seed, and the job run by Ray gives the same bytes as the
+    # same config run in-process.
     ray_trace = (sweep.sweep_dir / "1" / "trace.csv").read_bytes()
+    assert ray_trace != (sweep.sweep_dir / "0" / "trace.csv").read_bytes()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("simulate", overrides=["plant=demo", f"duration={DURATION}", "seed=1", "progress=false",
+                                             "plot=false"])
+    simulate(cfg, tmp_path / "local")
     assert ray_trace == (tmp_path / "local" / "trace.csv").read_bytes()
 
 
@@ -69,7 +75,8 @@ def test_ray_sweep_of_episodes_nests_in_one_mlflow_parent(ray_head: RayHead, tmp
                        "defense=none", "duration=2", "seed=0,1", "plot=false", "progress=false",
                        f"baseline.cache_dir={tmp_path / 'baselines'}",
                        f"hydra.launcher.ray.init.address={ray_head.address}"],
-                      tmp_path / "sweep", prefix=ray_head.netns_prefix, env={"MLFLOW_TRACKING_URI": uri})
+                      tmp_path / "sweep", prefix=ray_head.netns_prefix,
+                      env={**ray_head.env, "MLFLOW_TRACKING_URI": uri})
     assert sweep.returncode == 0, sweep.output[-4000:]
     parent_id = json.loads((sweep.sweep_dir / "mlflow_sweep.json").read_text())["run_id"]
     summaries = [sweep.job_summary(num, "summary.json") for num in (0, 1)]
