@@ -386,10 +386,11 @@ def _plots(cfg: DictConfig, ep: EpisodeResult, observers: Mapping[str, Observer]
             last = alert.time
         actions = (ep.summary.get("defence") or {}).get("actions")
         for action in actions if isinstance(actions, list) else []:
-            if isinstance(action, Mapping):
-                t = action.get("t", action.get("time"))
+            if isinstance(action, Mapping) and action.get("ok", True):
+                t = next((action[k] for k in ("effective_t", "decided_t", "t", "time") if action.get(k) is not None),
+                         None)
                 if t is not None:
-                    events.append({"t": float(t), "kind": "containment"})
+                    events.append({"t": float(t), "kind": f"containment: {action.get('action', '?')}"})
         monitor = _monitor(observers)
         for e in getattr(monitor, "events", []) if monitor is not None else []:
             events.append({"t": float(e["t"]), "kind": "unsafe"})
@@ -397,6 +398,9 @@ def _plots(cfg: DictConfig, ep: EpisodeResult, observers: Mapping[str, Observer]
         end = float(data["time"][-1]) if len(data["time"]) else 0.0
         if ep.intervals:
             intervals["attack"] = [[iv.start, end if iv.end is None else iv.end] for iv in ep.intervals]
+        safe = (ep.summary.get("defence") or {}).get("safe_mode_intervals") or []
+        if safe:
+            intervals["safe mode"] = [[a, end if b is None else b] for a, b in safe]
         if monitor is not None and getattr(monitor, "downtime", None):
             intervals["downtime"] = [list(d) for d in monitor.downtime]
         s = ep.summary
