@@ -48,10 +48,12 @@ def timeline(data: Mapping[str, np.ndarray], panels: Sequence[Sequence[str]] | M
             ax.plot(t, y, lw=1.0, label=col, drawstyle="steps-post" if data[col].dtype != np.float64 else "default")
         for i, (name, spans) in enumerate((intervals or {}).items()):
             for j, (a, b) in enumerate(spans):
-                ax.axvspan(a, b, color=shades[i % len(shades)], alpha=0.6, lw=0, label=name if j == 0 else None)
+                first = j == 0 and ax is axes[0, 0]  # the spans are the same in every panel: one legend entry
+                ax.axvspan(a, b, color=shades[i % len(shades)], alpha=0.6, lw=0, label=name if first else None)
         for e in events:
             ax.axvline(float(e["t"]), color=colours[str(e["kind"])], lw=0.8, ls="--")
-        ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(cols) + len(intervals or {})))
+        spans = len(intervals or {}) if ax is axes[0, 0] else 0
+        ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(cols) + spans))
         if label:
             ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
