@@ -214,9 +214,9 @@ class StackedModel(DetectionModel):
     """Supervised stacked ensemble after Varghese et al. 2022: a decision tree, gradient
     boosting and Gaussian naive Bayes under a multilayer-perceptron meta-learner
     (``StackingClassifier``, out-of-fold predictions with folds by run), on windowed features
-    scaled to unit variance. Gradient boosting is scikit-learn's histogram variant ; features
-    constant over the training data are dropped; boosting sees half the rows and the square
-    root of the features per tree, which keeps fitting to a minute on these tables. Score: ``1 - P(normal)``; the suspected kind is the most
+    scaled to unit variance. Features constant over the training data are dropped; boosting
+    sees half the rows and the square root of the features per tree, which keeps fitting to
+    a minute or two on these tables. Score: ``1 - P(normal)``; the suspected kind is the most
     probable attack class. Classes outside ``classes`` are merged into ``other``.
 
     Online, one sample is scored by :meth:`proba_one`, which calls the fitted estimators
