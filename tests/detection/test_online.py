@@ -146,7 +146,7 @@ def test_model_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not found"):
         load_model(tmp_path / "missing.pkl")
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(ConfigurationError, match="junk.pkl"):
+    with pytest.raises(ConfigurationError, match=r"junk\.pkl"):
         load_model(tmp_path / "junk.pkl")
     (tmp_path / "old.pkl").write_bytes(pickle.dumps({"format": 0, "model": model}))
     with pytest.raises(ConfigurationError, match="version"):
