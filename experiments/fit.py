@@ -1,9 +1,9 @@
 """Fit the online detectors of a detector config on a generated dataset, and score them on
 its held-out runs.
 
-    python -m experiments.generate out=data/cell          # the dataset (train and test seeds)
-    python -m experiments.fit detector=dt data=data/cell   # fit, save, evaluate
-    python -m experiments.fit detector=cps data=data/cell
+    python -m experiments.generate                        # the dataset (train and test seeds)
+    python -m experiments.fit detector=dt                  # fit, save, evaluate
+    python -m experiments.fit detector=cps
 
 Unsupervised models (CUSUM on twin residuals, static limits) learn from the training split's
 normal runs only; the supervised stacked ensemble from all training runs. Scores come from

@@ -3,6 +3,9 @@
     python -m experiments.generate                         # conf/generate.yaml
     python -m experiments.generate out=/tmp/cell duration=60 seeds.test_attack=[3000,3001]
 
+The default ``out`` is ``.cache/detectors/<plant>/data`` (``$COSIM_DETECTOR_DIR`` replaces
+``.cache/detectors``), where ``experiments.fit`` looks for it.
+
 One run per seed: normal runs, and attack runs with one attack drawn from ``templates``
 (kind, target, window and parameters drawn from the seed). Each run's features (physics as
 the PLC sees it, twin residuals, network traffic; :mod:`cosim.detection.features`) and the
