@@ -99,12 +99,14 @@ def confusion_matrix(tp: int, fp: int, tn: int, fn: int, path: str | Path, title
 
 
 def grouped_bars(values: Mapping[str, Mapping[str, tuple[float | None, float | None]]], path: str | Path,
-                 title: str = "", ylabel: str = "", reference: float | None = None) -> Path:
+                 title: str = "", ylabel: str = "", reference: float | None = None,
+                 order: Sequence[str] = ()) -> Path:
     """Bars with error bars: ``values[group][series] = (mean, std)``, one cluster per group.
 
     Args:
         values: e.g. ``{attack: {defence: (mean, std)}}``; ``None`` means no bar.
         reference: a horizontal line (a claimed value), if given.
+        order: series drawn first, in this order (the others after, sorted).
     """
     import matplotlib
 
@@ -112,7 +114,8 @@ def grouped_bars(values: Mapping[str, Mapping[str, tuple[float | None, float | N
     import matplotlib.pyplot as plt
 
     groups = list(values)
-    series = sorted({s for g in values.values() for s in g})
+    rank = {name: i for i, name in enumerate(order)}
+    series = sorted({s for g in values.values() for s in g}, key=lambda s: (rank.get(s, len(rank)), s))
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) * max(len(series), 1) * 0.5 + 2), 3.4))
     x = np.arange(len(groups), dtype=float)

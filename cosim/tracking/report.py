@@ -208,7 +208,7 @@ def build_report(sweep: str | None = None, experiment: str | None = None, out_di
             values.setdefault(r["attack"], {})[r["defense"]] = (r[f"{key}_mean"], r[f"{key}_std"])
         if any(m is not None for g in values.values() for m, _ in g.values()):
             files[f"plot_{key}"] = grouped_bars(values, out / f"{key}.png", title=label, ylabel=label,
-                                                reference=REFERENCE.get(key))
+                                                reference=REFERENCE.get(key), order=("none", cps_only, framework))
     report = Report(parent.info.run_id, rows, claim_rows, runs=len(runs),
                     failed=sum(1 for r in runs if r.info.status == "FAILED"), files=files, markdown=md)
     if log:
