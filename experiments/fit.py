@@ -165,6 +165,52 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
+def missing_models(detector: DictConfig) -> list[str]:
+    """Model files a detector config names that do not exist yet."""
+    entries = _plain(detector.get("detectors")) or {}
+    return [str(e["model"]) for e in entries.values() if "model" in e and not Path(str(e["model"])).is_file()]
+
+
+def ensure_models(cfg: DictConfig, log: Any = print) -> list[str]:
+    """Fit the models of ``cfg.detector`` that are missing, from the generated dataset of
+    ``cfg``'s plant, twin and network (generated first when it is not there either).
+
+    The dataset and training seeds are those of ``conf/generate.yaml`` (disjoint from the
+    seeds episodes are usually scored on: 0-999); returns the model files it wrote.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.generate import generate
+
+    if not missing_models(cfg.detector):
+        return []
+    conf_dir = str(Path(__file__).resolve().parents[1] / "conf")
+
+    def configs() -> tuple[DictConfig, DictConfig]:
+        return compose("generate"), compose("fit")
+
+    if GlobalHydra.instance().is_initialized():
+        gen_cfg, fit_cfg = configs()
+    else:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            gen_cfg, fit_cfg = configs()
+    for node in (gen_cfg, fit_cfg):
+        node.plant = cfg.plant
+    for key in ("twin", "network"):
+        if cfg.get(key) is not None:
+            gen_cfg[key] = cfg[key]
+    fit_cfg.detector = cfg.detector
+    fit_cfg.data = gen_cfg.out
+    if not (Path(str(gen_cfg.out)) / "runs.json").is_file():
+        log(f"detector '{cfg.detector.get('name')}': no fitted models; generating the training dataset in "
+            f"{gen_cfg.out} (once)")
+        generate(gen_cfg)
+    log(f"detector '{cfg.detector.get('name')}': fitting {', '.join(missing_models(cfg.detector))}")
+    report = fit_and_evaluate(fit_cfg)
+    return list(report["models"].values())
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# Detector `{report['detector']}` on held-out runs",
              "", f"Training seeds: {report['train_seeds']}", f"Test seeds: {report['test_seeds']}", "",
