@@ -176,15 +176,31 @@ def ensure_models(cfg: DictConfig, log: Any = print) -> list[str]:
     ``cfg``'s plant, twin and network (generated first when it is not there either).
 
     The dataset and training seeds are those of ``conf/generate.yaml`` (disjoint from the
-    seeds episodes are usually scored on: 0-999); returns the model files it wrote.
+    seeds episodes are usually scored on: 0-999); returns the model files it wrote. Parallel
+    callers wait for one another (a file lock beside the models).
     """
+    if not missing_models(cfg.detector):
+        return []
+    import fcntl
+
+    lock_dir = Path(missing_models(cfg.detector)[0]).parent
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / ".fit.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel sweep jobs: one fits, the others wait and load
+        try:
+            if not missing_models(cfg.detector):
+                return []
+            return _fit_missing(cfg, log)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fit_missing(cfg: DictConfig, log: Any) -> list[str]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from experiments.generate import generate
 
-    if not missing_models(cfg.detector):
-        return []
     conf_dir = str(Path(__file__).resolve().parents[1] / "conf")
 
     def configs() -> tuple[DictConfig, DictConfig]:

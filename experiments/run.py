@@ -521,6 +521,10 @@ def execute(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None = 
     t0 = time.perf_counter()
     try:
         detector = resolve_detector(cfg, search_dirs)
+        if cfg.detector.get("auto_fit", False):
+            from experiments.fit import ensure_models
+
+            ensure_models(cfg, log=lambda message: print(message, file=sys.stderr, flush=True))
         try:
             (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         except OmegaConfBaseException:
