@@ -162,7 +162,31 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(next(iter(saved.values()))).parent
     (out / f"{det.get('name')}_report.json").write_text(json.dumps(report, indent=2, default=float))
     (out / f"{det.get('name')}_report.md").write_text(markdown(report))
+    if cfg.get("mlflow") is not None and cfg.mlflow.get("enabled"):
+        report["mlflow_run_id"] = log_fit(report, out, str(cfg.mlflow.experiment))
     return report
+
+
+def log_fit(report: Mapping[str, Any], out: Path, experiment: str) -> str:
+    """Log the fitted models and their held-out scores as one MLflow run; episodes can then
+    load a model as ``runs:/<run id>/models/<file>``."""
+    from cosim.tracking.mlflow_log import client, experiment_id
+
+    mlf = client()
+    run = mlf.create_run(experiment_id(mlf, experiment), run_name=f"fit {report['detector']}",
+                         tags={"kind": "detector_fit", "detector": str(report["detector"])})
+    run_id = run.info.run_id
+    mlf.log_param(run_id, "train_seeds", ",".join(map(str, report["train_seeds"])))
+    mlf.log_param(run_id, "test_seeds", ",".join(map(str, report["test_seeds"])))
+    for group, scores in report["combined"].items():
+        for key in ("precision", "recall", "f1", "accuracy", "event_recall", "false_alarms_per_hour"):
+            if isinstance(scores.get(key), float | int):
+                mlf.log_metric(run_id, f"{group}.{key}", float(scores[key]))
+    for path in report["models"].values():
+        mlf.log_artifact(run_id, path, "models")
+    mlf.log_artifact(run_id, str(out / f"{report['detector']}_report.md"))
+    mlf.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def missing_models(detector: DictConfig) -> list[str]:

@@ -110,8 +110,17 @@ class DetectionModel(ABC):
         return path
 
 
+MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
+
+
 def load_model(path: str | Path) -> DetectionModel:
-    """Load a fitted model, checking that the file is one and of this version."""
+    """Load a fitted model, checking that the file is one and of this version.
+
+    ``path`` is a file, or an MLflow artifact URI (``runs:/<run id>/<path>``, ``models:/...``)
+    fetched from the tracking server of ``MLFLOW_TRACKING_URI`` (or ``mlflow.db``).
+    """
+    if str(path).startswith(MLFLOW_SCHEMES):
+        path = _fetch(str(path))
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"detector model '{path}': file not found (fit one with python -m experiments.fit)")
@@ -126,6 +135,18 @@ def load_model(path: str | Path) -> DetectionModel:
         raise ConfigurationError(f"detector model '{path}': format version {data['format']}, this version reads "
                                  f"{FORMAT_VERSION}; refit it")
     return data["model"]
+
+
+def _fetch(uri: str) -> Path:
+    import mlflow
+
+    from cosim.tracking.mlflow_log import tracking_uri
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri()))
+    except Exception as exc:
+        raise ConfigurationError(f"detector model '{uri}': cannot fetch it from MLflow "
+                                 f"({type(exc).__name__}: {exc})") from None
 
 
 class CusumModel(DetectionModel):

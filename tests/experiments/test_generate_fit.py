@@ -66,10 +66,14 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
     assert set(table.label[inside]) == {truth["kind"]} and set(table.label[~inside]) == {"normal"}
 
     monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path / "models"))
-    report = fit_and_evaluate(_config("fit", "detector=dt", f"data={data}",
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    report = fit_and_evaluate(_config("fit", "detector=dt", f"data={data}", "mlflow.enabled=true",
                                       "+detector.models.ids.params.boost_iter=10"))
     assert report["train_seeds"] == [11, 12, 21, 22, 23] and report["test_seeds"] == [31, 41]
     assert load_model(report["models"]["ids"]).classes[0] in {"injection", "normal", "spoofing"}
     scored = report["combined"]["all"]
     assert scored["event_recall"] == 1.0  # a 5 s attack on the belt is not missed
     assert scored["samples"] == 2 * len(table)
+    # the fitted models are an MLflow run's artifacts: an episode can load them from there
+    from_mlflow = load_model(f"runs:/{report['mlflow_run_id']}/models/dt_residual.pkl")
+    assert from_mlflow.names == load_model(report["models"]["residual"]).names
