@@ -77,3 +77,31 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
     # the fitted models are an MLflow run's artifacts: an episode can load them from there
     from_mlflow = load_model(f"runs:/{report['mlflow_run_id']}/models/dt_residual.pkl")
     assert from_mlflow.names == load_model(report["models"]["residual"]).names
+
+
+@pytest.mark.slow
+def test_an_episode_with_fitted_detectors_and_the_framework_contains_an_injection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: models fitted on a few runs, then one episode with the dt detectors and the
+    dt_framework defence: the injection is detected, contained within a tick, nothing unsafe."""
+    from cosim.containment import verify_audit
+    from experiments.run import execute
+
+    monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    window = ("attack_window.start={uniform:[8.0,12.0]}", "attack_window.duration={uniform:[4.0,8.0]}")
+    generate(_config("generate", f"out={tmp_path / 'models' / 'smart_factory' / 'data'}", "duration=24",
+                     "seeds.train_normal=[11,12]", "seeds.train_attack=[21,22,23,24,25,26]",
+                     "seeds.test_normal=[31]", "seeds.test_attack=[41]", *window,
+                     "templates=[{attack: injection, target: plc.valve_cmd, params: {value: true}},"
+                     "{attack: injection, target: plc.motor_cmd, params: {value: 1.0}}]"))
+    cfg = _config("run", "detector=dt", "defense=dt_framework", "attack=injection", "duration=60", "seed=5",
+                  "progress=false", "plot=false", f"baseline.cache_dir={tmp_path / 'baselines'}",
+                  "+detector.models.ids.params.boost_iter=10")
+    status, summary, _ = execute(cfg, tmp_path / "episode", {"attack": "injection", "defense": "dt_framework"})
+    assert status == 0, summary.get("error")
+    assert summary["detected"] is True and summary["detection_latency_s"] <= 0.5
+    assert summary["containment_latency_s"] is not None and summary["containment_latency_s"] <= 0.05
+    assert summary["unsafe_events"] == 0
+    assert summary["parts_baseline"] > 0 and summary["production_loss_frac"] <= 0.5
+    assert verify_audit(tmp_path / "episode" / "audit.jsonl").ok
