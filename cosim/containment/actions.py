@@ -64,6 +64,8 @@ class ActionRecord:
         target: what it acted on (conduits, signals, units).
         decided_t: simulated time of the decision.
         effective_t: simulated time it became effective (``None``: not (yet) effective).
+        alert_t: simulated time of the alert it answers directly (``None`` for escalations and
+            watches, which answer a persisting condition rather than one alert).
         wall_ms: wall time from the alert being raised to the action being done.
         released_t: when recovery released it (``None``: still in force).
         detail: action specific facts (conduits secured, snapshot restored, ...).
@@ -77,6 +79,7 @@ class ActionRecord:
     decided_tick: int
     effective_t: float | None = None
     effective_tick: int | None = None
+    alert_t: float | None = None  # the alert that decided it (None: an escalation or a watch)
     wall_ms: float | None = None
     released_t: float | None = None
     ok: bool = True

@@ -178,7 +178,7 @@ class ContainmentOrchestrator(Observer):
                               reason=f"first alert ({alert.kind} on {alert.target})", incident=self.incident_id)
         self.incidents[-1]["alerts"] += 1
 
-    def _decide(self, rule: str, actions: list[Action], alert: Alert, reason: str) -> None:
+    def _decide(self, rule: str, actions: list[Action], alert: Alert, reason: str, direct: bool = True) -> None:
         t_recv = time.perf_counter()
         self.audit.append("decision", t=self.time, tick=self.tick, reason=reason, evidence={"alert": alert.as_dict()},
                           rule=rule, actions=[a.name for a in actions], incident=self.incident_id)
@@ -188,7 +188,7 @@ class ContainmentOrchestrator(Observer):
             if existing is not None and existing.active:
                 continue  # the same effect is in force already
             record = ActionRecord(len(self.records), action.name, rule, alert.target, self.time, self.tick,
-                                  containment=action.containment)
+                                  containment=action.containment, alert_t=alert.time if direct else None)
             self.records.append(record)
             try:
                 action.execute(self, record, alert)
@@ -266,7 +266,7 @@ class ContainmentOrchestrator(Observer):
                     continue
                 self._decide(rule.name, rule.escalate, alert,
                              f"alerts matching rule '{rule.name}' persist {last - first:.3f} s after containment: "
-                             "escalate")
+                             "escalate", direct=False)
 
     def _maybe_recover(self) -> None:
         settings = self.policy.recovery
@@ -418,10 +418,11 @@ class ContainmentOrchestrator(Observer):
     # results ---------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         contained = [r for r in self.records if r.containment and r.effective_t is not None]
-        latency = None
-        if self.first_alert_t is not None:
-            after = [r.effective_t for r in contained if r.effective_t >= self.first_alert_t]  # type: ignore[operator]
-            latency = min(after) - self.first_alert_t if after else None  # type: ignore[operator]
+        # alert to effect, for containment actions that answer an alert directly (escalations
+        # answer a persisting condition): the first one, and over all of them
+        answered = sorted((r for r in contained if r.alert_t is not None), key=lambda r: (r.effective_t, r.id))
+        latencies = [r.effective_t - r.alert_t for r in answered]  # type: ignore[operator]
+        latency = latencies[0] if latencies else None
         first = min(contained, key=lambda r: (r.effective_t, r.id)) if contained else None
         walls = [r.wall_ms for r in self.records if r.wall_ms is not None and r.ok]
         safe_s = sum((b if b is not None else self.time) - a for a, b in self.safe_intervals)  # type: ignore[operator]
@@ -434,6 +435,7 @@ class ContainmentOrchestrator(Observer):
         return {
             "defence": self.name,
             "containment_latency_s": latency,
+            "containment_latency_max_s": max(latencies) if latencies else None,
             "decision_wall_ms": first.wall_ms if first is not None else None,
             "decision_wall_ms_mean": sum(walls) / len(walls) if walls else None,
             "decision_wall_ms_max": max(walls) if walls else None,

@@ -71,7 +71,8 @@ def test_dt_framework_secures_a_spoofed_sensor_and_production_goes_on(baseline, 
     orch.close()
     assert s["containment_latency_s"] is not None and s["containment_latency_s"] <= 0.05
     segment = next(a for a in s["actions"] if a["action"] == "segment")
-    assert set(segment["detail"]["conduits"]) == {"field_to_control", "field_to_twin"}
+    # the zone of the spoofed sensor: every conduit into or out of the field zone is secured
+    assert set(segment["detail"]["conduits"]) == {"field_to_control", "control_to_field", "field_to_twin"}
     assert master.network.conduit("field_to_control").stats()["auth_failures"] > 1000
     assert s["safe_mode_entries"] == 0 and s["recoveries"] == 1
     assert m["unsafe_events"] == 0
