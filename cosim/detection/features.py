@@ -103,13 +103,6 @@ class FeatureExtractor:
         self._last = None
         return names
 
-    def _counters(self) -> np.ndarray:
-        values = []
-        for c in self._conduits:
-            stats = c.stats()
-            values += [float(stats[k]) for k in NETWORK_DELTAS]
-        return np.asarray(values, dtype=float)
-
     def sample(self) -> np.ndarray:
         """The feature vector now (network counters as increments since the previous sample)."""
         master = self._master
@@ -121,16 +114,16 @@ class FeatureExtractor:
             latest = self._twin.latest
             parts += [abs(float(latest[i])) for i in self._res_index]
         if self._conduits:
-            counters = self._counters()
+            t = master.time
+            stats = [c.stats() for c in self._conduits]
+            counters = np.asarray([float(st[k]) for st in stats for k in NETWORK_DELTAS])
             delta = counters - self._last if self._last is not None else np.zeros_like(counters)
             self._last = counters
-            t = master.time
             n = len(NETWORK_DELTAS)
-            for j, c in enumerate(self._conduits):
-                stats = c.stats()
-                last_tick = int(stats["last_delivery_tick"])
+            for j, st in enumerate(stats):
+                last_tick = int(st["last_delivery_tick"])
                 age = t - master.grid.time(last_tick) if last_tick >= 0 else t
-                parts += [*delta[j * n:(j + 1) * n], *(float(stats[k]) for k in NETWORK_LEVELS), age]
+                parts += [*delta[j * n:(j + 1) * n], *(float(st[k]) for k in NETWORK_LEVELS), age]
         return np.asarray(parts, dtype=float)
 
     def save_state(self) -> Any:
