@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from experiments.plant import network_factory, plant_observers, register_resolvers, system_spec, twin_sync
+from experiments.plant import build_system, plant_observers, register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,15 +32,14 @@ def run(robot: str, seconds: float, observe: bool, twin: bool = False, network: 
                  f"network={'cell' if network else 'none'}"]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("simulate", overrides=overrides)
-    spec, layout = system_spec(cfg)
-    master = spec.build(record=list(cfg.plant.record) if observe else False,
-                        record_interval=int(cfg.plant.record_interval), network=network_factory(cfg))
+    built = build_system(cfg, list(cfg.plant.record) if observe else False, int(cfg.plant.record_interval))
+    master = built.master
     monitor = None
     if observe:
         monitor = plant_observers(cfg.plant)["monitor"]
         master.add_observer(monitor)
-    if layout is not None:
-        master.add_observer(twin_sync(cfg, layout))
+    if built.sync is not None:
+        master.add_observer(built.sync)
     t0 = time.perf_counter()
     master.run(duration=seconds)
     wall = time.perf_counter() - t0

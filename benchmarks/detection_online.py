@@ -22,7 +22,7 @@ from cosim.detection import AlertBus
 from cosim.detection.models import StackedModel
 from cosim.detection.online import OnlineDetector
 from cosim.episode import EpisodeContext
-from experiments.plant import network_factory, register_resolvers, system_spec, twin_sync
+from experiments.plant import build_system, register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,11 +35,11 @@ def main() -> None:
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("fit", overrides=[f"detector={args.detector}", "+twin=replica", "+network=cell"])
-    spec, layout = system_spec(cfg)
-    master = spec.build(record=False, network=network_factory(cfg))
-    sync = twin_sync(cfg, layout)
+    built = build_system(cfg)
+    master, sync = built.master, built.sync
+    assert sync is not None
     master.add_observer(sync)
-    ctx = EpisodeContext(bus=AlertBus(), twin=sync, layout=layout)
+    ctx = EpisodeContext(bus=AlertBus(), twin=sync, layout=built.layout)
     detectors = []
     for entry in cfg.detector.detectors.values():
         det = OnlineDetector(str(entry.name), str(entry.model), dict(entry.features), int(entry.every_ticks))

@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Observer
 from cosim.detection.features import FeatureExtractor, FeatureSpec
 from cosim.errors import ConfigurationError, CosimError
-from experiments.plant import network_factory, register_resolvers, system_spec, twin_sync
+from experiments.plant import build_system, register_resolvers
 
 register_resolvers()
 
@@ -90,9 +90,8 @@ def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None) -
 
     run_cfg = cfg.copy()
     run_cfg.seed = int(seed)
-    spec, layout = system_spec(run_cfg)
-    master = spec.build(record=False, network=network_factory(run_cfg))
-    sync = twin_sync(run_cfg, layout) if layout is not None else None
+    built = build_system(run_cfg)
+    master, sync = built.master, built.sync
     if sync is not None:
         master.add_observer(sync)
     campaign = Campaign(load_scenario(scenario, seed=int(seed))) if scenario else None

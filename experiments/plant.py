@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,32 @@ def twin_sync(cfg: DictConfig, layout: Any) -> Observer:
                         bound_exclude=_plain(plant_twin.get("bound_exclude")) or [], **sync)
     except TypeError as exc:
         raise ConfigurationError(f"twin.sync: {exc}") from None
+
+
+@dataclass
+class BuiltSystem:
+    """What :func:`build_system` made: the description, the twin layout (``None`` without a
+    twin), the built master and the twin's synchroniser (made, not yet added to the master, so
+    that callers choose the order of their observers)."""
+
+    spec: SystemSpec
+    layout: Any
+    master: Any
+    sync: Observer | None
+
+
+def build_system(cfg: DictConfig, record: Any = False, record_interval: int = 1) -> BuiltSystem:
+    """The plant (and twin) of ``cfg`` built with its network, as every entry point needs it."""
+    spec, layout = system_spec(cfg)
+    master = spec.build(record=record, record_interval=int(record_interval), network=network_factory(cfg))
+    return BuiltSystem(spec, layout, master, twin_sync(cfg, layout) if layout is not None else None)
+
+
+def recording(cfg: DictConfig) -> tuple[Any, int]:
+    """``(record, record_interval)`` from ``cfg.record``, falling back on the plant's choices."""
+    record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
+    interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
+    return (OmegaConf.to_container(record) if record is not None else True), int(interval)
 
 
 def network_factory(cfg: DictConfig) -> Any:

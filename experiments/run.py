@@ -55,12 +55,11 @@ from cosim.tracking.summary import (
     write_summary,
 )
 from experiments.plant import (
+    build_system,
     instantiate_observer,
-    network_factory,
     plant_observers,
+    recording,
     register_resolvers,
-    system_spec,
-    twin_sync,
 )
 
 register_resolvers()
@@ -169,12 +168,12 @@ def simulate_baseline(cfg: DictConfig, progress: bool = False) -> dict[str, Any]
     Returns:
         ``{"monitor": <monitor summary or None>, "sim_time_s", "wall_time_s"}``.
     """
-    spec, layout = system_spec(cfg)
+    built = build_system(cfg)
+    spec, master = built.spec, built.master
     duration = episode_duration(cfg, spec)
-    master = spec.build(record=False, network=network_factory(cfg))
     observers = plant_observers(cfg.plant)
-    if layout is not None:
-        observers["twin"] = twin_sync(cfg, layout)
+    if built.sync is not None:
+        observers["twin"] = built.sync
     for obs in observers.values():
         master.add_observer(obs)
     t0 = time.perf_counter()
@@ -220,18 +219,13 @@ def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
     from cosim.attacks import Campaign, load_scenario
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec, layout = system_spec(cfg)
+    built = build_system(cfg, *recording(cfg))
+    spec, layout, master, sync = built.spec, built.layout, built.master, built.sync
     duration = episode_duration(cfg, spec)
-    record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
-    interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
-    master = spec.build(record=OmegaConf.to_container(record) if record is not None else True,
-                        record_interval=int(interval), network=network_factory(cfg))
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
     observers: dict[str, Observer] = dict(plant_observers(cfg.plant))
-    sync = None
-    if layout is not None:
-        sync = twin_sync(cfg, layout)
+    if sync is not None:
         observers["twin"] = sync
     campaign = None
     attack = cfg.get("attack")

@@ -24,33 +24,24 @@ from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
 from cosim.tracking.plots import timeline
 from cosim.tracking.progress import Progress
-from experiments.plant import (
-    instantiate_observer,
-    network_factory,
-    plant_observers,
-    register_resolvers,
-    system_spec,
-    twin_sync,
-)
+from experiments.plant import build_system, instantiate_observer, plant_observers, recording, register_resolvers
 
 register_resolvers()
 
 
 def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     """Build the plant of ``cfg``, run it, write traces, plot and pictures; return a summary."""
-    spec, twin = system_spec(cfg)
+    built = build_system(cfg, *recording(cfg))
+    spec, master = built.spec, built.master
     duration = cfg.duration if cfg.get("duration") is not None else spec.stop_time
     if duration is None:
+        master.terminate()
         raise ConfigurationError("no duration: set duration=... (the plant gives no stop time)")
-    record = cfg.record.variables if cfg.record.get("variables") is not None else cfg.plant.get("record")
-    interval = cfg.record.get("interval") or cfg.plant.get("record_interval") or 1
-    master = spec.build(record=OmegaConf.to_container(record) if record is not None else True,
-                        record_interval=int(interval), network=network_factory(cfg))
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
     observers = plant_observers(cfg.plant)
-    if twin is not None:
-        observers["twin"] = twin_sync(cfg, twin)
+    if built.sync is not None:
+        observers["twin"] = built.sync
     attack = cfg.get("attack")
     if attack is not None and attack.get("events"):
         from cosim.attacks import Campaign, load_scenario
