@@ -252,12 +252,15 @@ class Segment(Action):
 
     Modes: ``secure`` (authenticate every frame: in-path manipulators fail and stop; production
     goes on), ``cut`` (deliver nothing), ``allow`` (pass only the allow-listed tags/units),
-    ``rate_limit`` (token bucket, ``rate`` messages/s). ``cut``, ``allow`` and ``rate_limit``
-    are lifted on recovery; securing stays (it never blocks production).
+    ``rate_limit`` (token bucket, ``rate`` messages/s), ``inspect`` (stateful inspection at the
+    gateway: frames the receiver would reject — stale sequence numbers, failed authentication —
+    are dropped before they take the link or the receiving device's capacity, which defeats a
+    flood of junk frames). ``cut``, ``allow`` and ``rate_limit`` are lifted on recovery;
+    securing and inspection stay (they never block production).
     """
 
     params: ClassVar[dict[str, Param]] = {
-        "mode": Param(str, "secure", ("secure", "cut", "allow", "rate_limit")),
+        "mode": Param(str, "secure", ("secure", "cut", "allow", "rate_limit", "inspect")),
         "scope": Param(str, "signal", ("signal", "zone", "conduit")),
         "conduits": Param((list, type(None)), None, check=_str_list, doc="explicit conduit names"),
         "include": Param(list, [], check=_str_list, doc="conduit name patterns to act on"),
@@ -294,13 +297,16 @@ class Segment(Action):
             elif mode == "allow":
                 c.allow(list(self.p["allow"]))
                 done.append(c.name)
+            elif mode == "inspect":
+                c.inspect(True)
+                done.append(c.name)
             else:
                 c.rate_limit(self.p["rate"], self.p["burst"])
                 done.append(c.name)
         record.detail.update(mode=mode, conduits=[c.name for c in conduits], changed=done,
                              already_authenticated=[c.name for c in conduits if c.name not in done]
                              if mode == "secure" else [])
-        record.blocks_production = mode != "secure"
+        record.blocks_production = mode not in ("secure", "inspect")
         record.mark_effective(orch.tick, orch.time)  # the gateway acts on the next frame
 
     def release(self, orch: ContainmentOrchestrator, record: ActionRecord) -> None:

@@ -9,7 +9,7 @@ target unit in one tick travel as a single :class:`~cosim.network.message.Messag
 2. hooks of the attack layer (:meth:`Conduit.add_hook`: drop or alter, man-in-the-middle);
    :meth:`Conduit.inject` puts forged messages on the conduit after this point;
 3. the gateway, i.e. run-time control of the containment layer: :meth:`~Conduit.cut`,
-   :meth:`~Conduit.allow`, :meth:`~Conduit.rate_limit`, :meth:`~Conduit.divert`;
+   :meth:`~Conduit.allow`, :meth:`~Conduit.rate_limit`, :meth:`~Conduit.inspect`, :meth:`~Conduit.divert`;
 4. the link: FIFO serialisation at ``bandwidth_bps`` with at most ``queue_limit`` messages
    waiting, random loss, then the delay ``latency_s + |N(0, jitter_s)|``;
 5. the receiver: the HMAC is checked (a message arriving while the conduit is cut is
@@ -324,6 +324,7 @@ class Conduit:
         self._tokens = 0.0
         self._tb_last: float | None = None
         self._sink: Sink | None = None
+        self._inspect = False
         self._hooks: list[Hook] = []
         # statistics (fast-path deliveries are counted on the channels)
         self.lost = 0
@@ -367,7 +368,8 @@ class Conduit:
         return self._key is not None
 
     def _update_fast(self) -> None:
-        self._gated = self._cut or self._rate is not None or self._allow is not None or self._sink is not None
+        self._gated = (self._cut or self._rate is not None or self._allow is not None or self._sink is not None
+                       or self._inspect)
         self.fast = (self._latency == 0.0 and self._jitter == 0.0 and self._loss == 0.0
                      and self._bandwidth is None and self._key is None and not self._hooks and not self._gated)
 
@@ -441,6 +443,14 @@ class Conduit:
                 raise ConfigurationError(f"conduit '{self.name}': allow-list entries must be non-empty strings: {bad}")
             self._allow = items
         self._allow_cache = {}
+        self._update_fast()
+
+    def inspect(self, enabled: bool = True) -> None:
+        """Stateful inspection at the gateway (an industrial firewall in front of the receiver):
+        a frame the receiver would reject anyway — a stale sequence number, or a failed HMAC on
+        an authenticated conduit — is dropped before it takes link bandwidth or the receiving
+        device's capacity (``dropped_filter``). Frames as their sender signed them pass."""
+        self._inspect = bool(enabled)
         self._update_fast()
 
     def divert(self, sink: Sink | None) -> None:
@@ -556,6 +566,9 @@ class Conduit:
             if self._allow is not None and not self._allowed(msg.tags):
                 self.dropped_filter += 1
                 return
+            if self._inspect and not trusted and (msg.seq < ch.last_seq or not self._verified(msg)):
+                self.dropped_filter += 1
+                return
             if self._rate is not None and not self._take_token(now):
                 self.dropped_rate += 1
                 return
@@ -599,16 +612,9 @@ class Conduit:
         if self._cut:
             self.dropped_cut += 1
             return
-        if self._mac is not None and not trusted:
-            tag = msg.auth
-            if not isinstance(tag, bytes | bytearray):
-                self.auth_failures += 1
-                return
-            mac = self._mac.copy()
-            mac.update(canonical_bytes(*msg[:6]))
-            if not hmac.compare_digest(tag, mac.digest()):
-                self.auth_failures += 1
-                return
+        if not trusted and not self._verified(msg):
+            self.auth_failures += 1
+            return
         seq = msg.seq
         last = ch.last_seq
         if seq < last:
@@ -639,6 +645,17 @@ class Conduit:
         latency = self._t0 + tick * self._h - sent_at
         self.latency_sum += latency
         self.latency_sq_sum += latency * latency
+
+    def _verified(self, msg: Message) -> bool:
+        """Whether ``msg`` passes authentication (always, on a conduit without a key)."""
+        if self._mac is None:
+            return True
+        tag = msg.auth
+        if not isinstance(tag, bytes | bytearray):
+            return False
+        mac = self._mac.copy()
+        mac.update(canonical_bytes(*msg[:6]))
+        return hmac.compare_digest(tag, mac.digest())
 
     def _allowed(self, tags: tuple[str, ...]) -> bool:
         ok = self._allow_cache.get(tags)
@@ -712,7 +729,7 @@ class Conduit:
             "rng": self._rng.bit_generator.state,
             "link": (tuple(self._departures), self._link_free),
             "control": (self._cut, self._allow, self._rate, self._burst, self._tokens, self._tb_last,
-                        self._sink, tuple(self._hooks)),
+                        self._sink, self._inspect, tuple(self._hooks)),
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
@@ -723,7 +740,7 @@ class Conduit:
         departures, self._link_free = state["link"]
         self._departures = deque(departures)
         (self._cut, self._allow, self._rate, self._burst, self._tokens, self._tb_last, self._sink,
-         hooks) = state["control"]
+         self._inspect, hooks) = state["control"]
         self._hooks = list(hooks)
         self._allow_cache = {}
         self._update_fast()

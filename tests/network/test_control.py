@@ -80,6 +80,41 @@ def test_allow_list_by_tag_or_unit():
     assert (s["dropped_filter"], s["delivered"]) == (15, 20)
 
 
+def test_inspection_drops_junk_before_it_takes_the_device_capacity():
+    """A flood of stale frames eats a 2-frames-per-tick capacity; inspection at the gateway
+    drops the junk first, so every authentic frame gets through again."""
+
+    def flood(m, c, ticks):
+        for _ in range(ticks):
+            for _ in range(5):
+                c.inject("r", {"s.t": 0.0}, seq=0)
+            m.step(1)
+
+    m, net = pair(base_step=1e-3)
+    c = net.conduits["f2c"]
+    m.build().step(10)
+    c.rate_limit(2000.0, burst=2.0)  # the receiving device handles 2 frames per tick
+    flood(m, c, 100)
+    before = net.stats()["f2c"]
+    assert before["delivered"] < 10 + 100  # authentic frames lost behind the junk
+    c.inspect(True)
+    assert not c.fast
+    flood(m, c, 100)
+    after = net.stats()["f2c"]
+    assert after["delivered"] - before["delivered"] == 100  # every authentic frame
+    assert after["dropped_filter"] - before["dropped_filter"] == 500  # all the junk, at the gateway
+    assert after["dropped_rate"] == before["dropped_rate"]
+    assert m.get("r.t") == m.grid.time(m.tick - 1)
+    c.secure(KEY)  # forged frames with a fresh sequence number but no valid tag: dropped too
+    c.inject("r", {"s.t": -1.0})
+    m.step(1)
+    assert net.stats()["f2c"]["dropped_filter"] == after["dropped_filter"] + 1 and m.get("r.t") >= 0.0
+    c.inspect(False)
+    c.rate_limit(None)
+    m.step(10)
+    assert net.stats()["f2c"]["delivered"] == after["delivered"] + 11
+
+
 def test_divert_sends_messages_to_a_sink_and_the_destination_holds():
     m, net = pair(base_step=1e-3, variables=("t", "x"), latency_s=0.002)
     c = net.conduits["f2c"]
