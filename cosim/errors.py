@@ -90,3 +90,34 @@ class IntegrityError(CosimError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"integrity check of {artifact} failed: {reason}" + (f" ({detail})" if detail else ""))
+
+
+class StepTimeout(UnitError):
+    """A step did not return within the watchdog's timeout (a hung model).
+
+    A call into native code cannot be interrupted from inside the process: the job records
+    what it has and ends (see :mod:`cosim.core.watchdog`).
+
+    Attributes:
+        tick: the tick being stepped.
+        timeout_s: the timeout that ran out.
+    """
+
+    def __init__(self, unit: str, call: str, timeout_s: float, tick: int) -> None:
+        self.tick = tick
+        self.timeout_s = timeout_s
+        super().__init__(unit, call, f"no return within {timeout_s:g} s (watchdog.step_timeout_s)")
+        self.args = (f"unit '{unit}': {call} hung: no return within {timeout_s:g} s (watchdog.step_timeout_s)",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobKilled(CosimError):
+    """An episode's process ended abnormally (a signal such as SIGKILL or SIGSEGV, or exit
+    without a result): recorded by the supervising process."""
+
+
+class TrackingError(CosimError):
+    """The tracking server (MLflow) could not be reached or refused a call; the episode's
+    results stay in its run directory (log them later with ``python -m experiments.relog``)."""

@@ -97,6 +97,38 @@ class Recorder(Observer):
         self.rows: list[list[Any]] = []
         self._readers: list[tuple[Reader, str]] = []
         self._master: Master | None = None
+        self._ckpt: Path | None = None
+        self._ckpt_every = 0
+        self._ckpt_at = math.inf  # row count of the next checkpoint
+        self._ckpt_marks: list[tuple[int, int]] = []  # (rows written, file size) per checkpoint
+
+    def checkpoint_to(self, path: str | Path, every_rows: int) -> None:
+        """Append new rows to the CSV file ``path`` every ``every_rows`` samples while running.
+
+        What a process that is killed (SIGKILL, out of memory) or crashes in native code has
+        recorded survives in ``path`` up to its last checkpoint: the same columns and number
+        format as :meth:`write_csv`, whose output it equals over those rows. Costs one
+        comparison per sample and the writing of each row once. A restored snapshot that
+        drops checkpointed rows truncates the file back. :meth:`close_checkpoint` removes it.
+        """
+        if int(every_rows) != every_rows or every_rows < 1:
+            raise ConfigurationError(f"recorder checkpoint: every_rows must be a positive integer, got {every_rows!r}")
+        self._ckpt = Path(path)
+        self._ckpt_every = int(every_rows)
+        self._ckpt_at = math.inf
+        self._ckpt_marks = []
+        if self._master is not None:  # already started: begin with what is recorded
+            self._begin_checkpoint()
+
+    def _begin_checkpoint(self) -> None:
+        assert self._ckpt is not None
+        self._ckpt.parent.mkdir(parents=True, exist_ok=True)
+        with self._ckpt.open("w", newline="") as fh:
+            csv.writer(fh).writerow(["time", *self.columns])
+            self._ckpt_marks = [(0, fh.tell())]
+        self._ckpt_at = self._ckpt_every
+        if self.rows:
+            self.checkpoint()
 
     def on_start(self, master: Master) -> None:
         self._master = master
@@ -121,6 +153,8 @@ class Recorder(Observer):
             self.columns += [f"{unit_name}.{n}" for n in names]
             self.types += [unit.variables[n].type for n in names]
         self.rows = []
+        if self._ckpt is not None:
+            self._begin_checkpoint()
         self._sample(master.tick)
 
     def after_step(self, tick: int) -> None:
@@ -144,12 +178,39 @@ class Recorder(Observer):
                                               f"non-finite value in {', '.join(bad)}")
             row.extend(values)
         self.rows.append(row)
+        if len(self.rows) >= self._ckpt_at:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Append the rows recorded since the last checkpoint to the checkpoint file."""
+        if self._ckpt is None or not self._ckpt_marks:
+            return
+        done = self._ckpt_marks[-1][0]
+        with self._ckpt.open("a", newline="") as fh:
+            writer = csv.writer(fh)
+            for row in self.rows[done:]:
+                writer.writerow([_fmt(v) for v in row])
+            fh.flush()
+            self._ckpt_marks.append((len(self.rows), fh.tell()))
+        self._ckpt_at = len(self.rows) + self._ckpt_every
+
+    def close_checkpoint(self) -> None:
+        """Stop checkpointing and remove the checkpoint file (the full trace is written)."""
+        if self._ckpt is not None:
+            self._ckpt.unlink(missing_ok=True)
+        self._ckpt, self._ckpt_at, self._ckpt_marks = None, math.inf, []
 
     def save_state(self) -> int:
         return len(self.rows)
 
     def restore_state(self, state: int) -> None:
         del self.rows[state:]
+        if self._ckpt is not None and self._ckpt_marks and self._ckpt_marks[-1][0] > state:
+            while self._ckpt_marks[-1][0] > state:  # the first mark (header only) is at 0 rows
+                self._ckpt_marks.pop()
+            with self._ckpt.open("r+b") as fh:
+                fh.truncate(self._ckpt_marks[-1][1])
+            self._ckpt_at = self._ckpt_marks[-1][0] + self._ckpt_every
 
     # Results -----------------------------------------------------------------------
     def column(self, name: str) -> np.ndarray:
@@ -189,6 +250,15 @@ class Recorder(Observer):
         table = pa.table({k: pa.array(v) for k, v in data.items()})
         pq.write_table(table, path)
         return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a recorder checkpoint file (a partial last line is dropped)."""
+    text = Path(path).read_text()
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    rows = list(csv.reader(text.splitlines()))
+    return (rows[0] if rows else []), rows[1:]
 
 
 def _fmt(value: Any) -> str:
