@@ -13,17 +13,35 @@ defence writes, e.g. ``audit.jsonl``), and logs the same to MLflow (see
 
 Bad input gives one ``error: ...`` line, a FAILED MLflow run and a FAILED ``summary.json``;
 a single run exits with status 1, a sweep goes on with its other jobs.
+
+Faults inside the framework (see ``docs/sweeps.md``):
+
+- ``isolation: process`` (the default on POSIX) runs each episode in a forked process, so a
+  model that crashes the process (SIGSEGV, abort) or a kill (SIGKILL, the OOM killer) fails
+  only its job: the supervising process writes the FAILED ``summary.json``, marks the MLflow
+  run FAILED and keeps the trace checkpointed up to the fault (``record.checkpoint_s``).
+- ``watchdog.step_timeout_s``: a tick that does not finish in that wall time (a hung model)
+  ends the episode with the traces up to the last completed tick, a FAILED summary naming
+  the unit and call, and a FAILED MLflow run.
+- A tracking server that goes away keeps the results in the run directory (one error line;
+  ``python -m experiments.relog <run dir>`` logs them later).
+- ``resume=true`` with the sweep's ``hydra.sweep.dir`` skips the jobs that finished with the
+  same config.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +59,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Observer, Recorder
 from cosim.detection.alert import AlertBus
 from cosim.episode import EpisodeContext
-from cosim.errors import ConfigurationError, CosimError
+from cosim.errors import ConfigurationError, CosimError, JobKilled, StepTimeout, TrackingError
 from cosim.tracking.baseline import baseline_key, cached_baseline
 from cosim.tracking.progress import Progress
 from cosim.tracking.summary import (
@@ -71,6 +89,12 @@ warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/joblib. is valida
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 CHOICE_KEYS = ("plant", "twin", "network", "attack", "detector", "defense", "experiment")
+PARTIAL_TRACE = "trace.partial.csv"  # the recorder's checkpoint while an episode runs
+EXIT_HUNG = 3  # exit status of an episode process ended by the watchdog (its failure is recorded)
+EXIT_BUG = 70  # exit status of an episode process that raised an unexpected exception
+# Keys that do not change an episode's results: left out of the config hash resume compares.
+OPERATIONAL_KEYS = ("resume", "progress", "watchdog", "isolation")
+_HEARTBEAT: Any = None  # shared with the supervising process: simulated time reached
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -211,12 +235,20 @@ def baseline(cfg: DictConfig) -> dict[str, Any] | None:
                            lambda: simulate_baseline(base_cfg, bool(cfg.get("progress", False))))
 
 
-def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
+def run_episode(cfg: DictConfig, out_dir: Path,
+                on_timeout: Any = None) -> EpisodeResult:
     """Build the system of ``cfg``, run it with attack, detectors and defence, write its files.
 
     ``cfg.detector`` must already be resolved (:func:`resolve_detector`).
+
+    Args:
+        on_timeout: with ``watchdog.step_timeout_s`` set, called (from the watchdog's thread,
+            after the traces up to the last completed tick are written) with the
+            :class:`~cosim.errors.StepTimeout` of a hung step; it must end the process.
+            Default: print the error and exit with status :data:`EXIT_HUNG`.
     """
     from cosim.attacks import Campaign, load_scenario
+    from cosim.core.watchdog import StepWatchdog
 
     out_dir.mkdir(parents=True, exist_ok=True)
     built = build_system(cfg, *recording(cfg))
@@ -224,6 +256,10 @@ def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
     duration = episode_duration(cfg, spec)
     recorder = master.observers[0]
     assert isinstance(recorder, Recorder)
+    checkpoint_s = cfg.record.get("checkpoint_s")
+    if checkpoint_s:
+        sample_s = master.grid.time(recorder.interval) - master.grid.time(0)
+        recorder.checkpoint_to(out_dir / PARTIAL_TRACE, max(1, math.ceil(float(checkpoint_s) / sample_s)))
     observers: dict[str, Observer] = dict(plant_observers(cfg.plant))
     if sync is not None:
         observers["twin"] = sync
@@ -263,23 +299,45 @@ def run_episode(cfg: DictConfig, out_dir: Path) -> EpisodeResult:
         master.add_observer(obs)
 
     files: dict[str, str] = {}
-    t0 = time.perf_counter()
-    try:
-        result = master.run(duration=duration - (master.time - spec.start_time),
-                            progress=Progress(f"episode {cfg.attack.get('name', '?')} seed={cfg.seed}",
-                                              bool(cfg.get("progress", True))))
-    finally:
-        wall = time.perf_counter() - t0
+
+    def write_records() -> None:
         formats = list(cfg.record.get("formats") or [])
         if "csv" in formats:
             files["trace"] = str(recorder.write_csv(out_dir / "trace.csv"))
         if "parquet" in formats:
             files["trace_parquet"] = str(recorder.write_parquet(out_dir / "trace.parquet"))
+        recorder.close_checkpoint()
         alerts = [a.as_dict() for a in ctx.bus.alerts]
         if alerts or detectors:
             path = out_dir / "alerts.jsonl"
             path.write_text("".join(json.dumps(jsonable(a), default=str) + "\n" for a in alerts))
             files["alerts"] = str(path)
+
+    def hung(exc: StepTimeout) -> None:  # the watchdog's thread; the episode's thread is stuck
+        try:
+            write_records()
+        finally:
+            (on_timeout or _exit_hung)(exc)
+
+    bar = Progress(f"episode {cfg.attack.get('name', '?')} seed={cfg.seed}", bool(cfg.get("progress", True)))
+
+    def progress(done: int, total: int) -> None:
+        bar(done, total)
+        if _HEARTBEAT is not None:
+            _HEARTBEAT.value = master.time
+
+    timeout = (cfg.get("watchdog") or {}).get("step_timeout_s")
+    watchdog = StepWatchdog(master, timeout, hung) if timeout is not None else None
+    t0 = time.perf_counter()
+    try:
+        if watchdog is not None:
+            watchdog.start()
+        result = master.run(duration=duration - (master.time - spec.start_time), progress=progress)
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+        wall = time.perf_counter() - t0
+        write_records()
         master.terminate()
     sim_time = master.time - spec.start_time
     for obs in observers.values():
@@ -501,18 +559,95 @@ def log_episode(run: Any, cfg: DictConfig, ep: EpisodeResult | None, out_dir: Pa
 
 
 # Entry ---------------------------------------------------------------------------------
+def config_hash(cfg: DictConfig) -> str:
+    """SHA-256 of the composed config without :data:`OPERATIONAL_KEYS` (resolved where it can be:
+    FMU paths carry the hashes of their sources)."""
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        data = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(data, dict)
+    for key in (*OPERATIONAL_KEYS, "hydra"):
+        data.pop(key, None)
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def isolation_mode(cfg: DictConfig) -> str:
+    """``process`` (each episode in a forked process) or ``none``; ``process`` needs ``os.fork``."""
+    mode = str(cfg.get("isolation") or "none")
+    if mode not in ("process", "none"):
+        raise ConfigurationError(f"isolation must be 'process' or 'none', got {mode!r}")
+    return mode if hasattr(os, "fork") else "none"
+
+
 def execute(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None = None,
             sweep_dir: str | None = None, job: str | None = None,
             search_dirs: Sequence[str | Path] = ()) -> tuple[int, dict[str, Any], str | None]:
-    """Run and log one episode; never raises on bad input.
+    """Run and log one episode; never raises on bad input or on a fault of its process.
+
+    With ``isolation: process`` the episode runs in a forked process (see
+    :func:`_execute_isolated`); with ``resume: true`` an episode that finished in ``out_dir``
+    with the same config (:func:`config_hash`) is not run again.
 
     Returns:
         ``(exit status, summary, MLflow run id or None)``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = isolation_mode(cfg)
+        chash = config_hash(cfg)
+    except _errors() as exc:
+        return _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, "", failed=exc)
+    if cfg.get("resume"):
+        done = finished_before(out_dir, chash)
+        if done is not None:
+            print(f"resume: {out_dir} finished before with the same config; not run again", file=sys.stderr)
+            return 0, ordered(done), done.get("mlflow_run_id")
+        supersede(out_dir)
+    if mode == "process":
+        return _execute_isolated(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)
+    return _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)
+
+
+def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None,
+                    sweep_dir: str | None, job: str | None, search_dirs: Sequence[str | Path],
+                    chash: str, failed: BaseException | None = None) -> tuple[int, dict[str, Any], str | None]:
+    """:func:`execute` in this process."""
+    from cosim.tracking.mlflow_log import server_error, tracking_exceptions, write_run_file
+
     run = None
     ep: EpisodeResult | None = None
     t0 = time.perf_counter()
+
+    def fail(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
+        error = str(exc).strip() or type(exc).__name__
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": type(exc).__name__,
+                                     "config_hash": chash or None}
+        if isinstance(exc, StepTimeout):
+            summary.update({"unit": exc.unit, "call": exc.call, "timeout_s": exc.timeout_s})
+            summary["sim_time_s"] = _trace_end(out_dir)
+        if run is not None:
+            summary["mlflow_run_id"] = run.run_id
+        write_summary(out_dir, summary)
+        if run is not None:
+            try:
+                log_episode(run, cfg, None, out_dir)
+                run.finish("FAILED", error=error)
+            except (*_errors(), *tracking_exceptions()) as log_exc:
+                print(f"error: could not record the failure in MLflow: {server_error(log_exc, run.uri)}",
+                      file=sys.stderr, flush=True)
+        return 1, ordered(summary), run.run_id if run is not None else None
+
+    def hung(exc: StepTimeout) -> None:  # from the watchdog's thread: record, then end the process
+        try:
+            fail(exc)
+        finally:
+            _exit_hung(exc, quiet=True)
+
+    if failed is not None:
+        return fail(failed)
     try:
         detector = resolve_detector(cfg, search_dirs)
         if cfg.detector.get("auto_fit", False):
@@ -525,31 +660,215 @@ def execute(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None = 
             (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         chosen = _choices(cfg, choices or {})
         if cfg.mlflow.get("enabled", True):
-            run = start_mlflow(cfg, chosen, sweep_dir, job)
-            run.log_params(episode_params(cfg, chosen, detector))
-        ep = run_episode(cfg, out_dir)
+            try:
+                run = start_mlflow(cfg, chosen, sweep_dir, job)
+                params = episode_params(cfg, chosen, detector)
+                run.log_params(params)
+                write_run_file(out_dir, run, params, _run_tags(cfg, chosen, sweep_dir, job), run.run.info.run_name)
+            except tracking_exceptions() as exc:
+                raise TrackingError(server_error(exc, run.uri if run is not None else None)) from None
+        ep = run_episode(cfg, out_dir, on_timeout=hung)
         ep.summary["total_wall_s"] = time.perf_counter() - t0
+        ep.summary["config_hash"] = chash or None
         if run is not None:
             ep.summary["mlflow_run_id"] = run.run_id
         write_summary(out_dir, ep.summary)
-        if run is not None:
-            log_episode(run, cfg, ep, out_dir)
-            run.finish("FINISHED")
-        return 0, ordered(ep.summary), run.run_id if run is not None else None
     except _errors() as exc:
-        error = str(exc).strip() or type(exc).__name__
-        print(f"error: {error}", file=sys.stderr)
-        summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": type(exc).__name__}
-        if run is not None:
-            summary["mlflow_run_id"] = run.run_id
-        write_summary(out_dir, summary)
-        if run is not None:
+        return fail(exc)
+    if run is None:
+        return 0, ordered(ep.summary), None
+    try:
+        log_episode(run, cfg, ep, out_dir)
+        run.finish("FINISHED")
+    except tracking_exceptions() as exc:  # the episode is done and on disk: say so, keep it
+        error = (f"{server_error(exc, run.uri)}; the episode finished and its results are in {out_dir}: "
+                 f"log them later with python -m experiments.relog {out_dir}")
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        ep.summary["tracking_error"] = error
+        write_summary(out_dir, ep.summary)
+        return 1, ordered(ep.summary), run.run_id
+    return 0, ordered(ep.summary), run.run_id
+
+
+def _exit_hung(exc: StepTimeout, quiet: bool = False) -> None:
+    """End the process after a hung step (nothing can stop the stuck call)."""
+    if not quiet:
+        print(f"error: {exc}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_HUNG)
+
+
+def _trace_end(out_dir: Path) -> float | None:
+    """Time of the last row of the trace (or its checkpoint) in ``out_dir``."""
+    from cosim.core.observer import read_checkpoint
+
+    for name in ("trace.csv", PARTIAL_TRACE):
+        path = out_dir / name
+        if path.is_file():
             try:
-                log_episode(run, cfg, None, out_dir)
-                run.finish("FAILED", error=error)
-            except _errors() as log_exc:
-                print(f"error: could not record the failure in MLflow: {log_exc}", file=sys.stderr)
-        return 1, ordered(summary), run.run_id if run is not None else None
+                _, rows = read_checkpoint(path)
+                return float(rows[-1][0]) if rows else None
+            except (OSError, ValueError, IndexError):
+                return None
+    return None
+
+
+def _run_tags(cfg: DictConfig, choices: Mapping[str, str], sweep_dir: str | None, job: str | None) -> dict[str, Any]:
+    tags = {"attack": choices.get("attack"), "defense": choices.get("defense"), "seed": cfg.seed}
+    if sweep_dir is not None:
+        tags["sweep_dir"] = str(Path(sweep_dir).resolve())
+    if job is not None:
+        tags["job"] = job
+    return tags
+
+
+# Process isolation ---------------------------------------------------------------------
+def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None,
+                      sweep_dir: str | None, job: str | None, search_dirs: Sequence[str | Path],
+                      chash: str) -> tuple[int, dict[str, Any], str | None]:
+    """:func:`execute` in a forked process, supervised by this one.
+
+    The child does everything :func:`_execute_inline` does. When it dies without a result (a
+    signal: SIGKILL, SIGSEGV, SIGABRT; or an exit without ``summary.json``) this process
+    records the failure: the checkpointed trace becomes ``trace.csv``, ``summary.json`` says
+    FAILED with the signal and the simulated time reached, and the MLflow run the child
+    recorded in ``mlflow_run.json`` is marked FAILED with the error and the trace.
+    """
+    import multiprocessing
+
+    from cosim.tracking.mlflow_log import RUN_FILE
+
+    for name in ("summary.json", RUN_FILE, PARTIAL_TRACE):
+        (out_dir / name).unlink(missing_ok=True)
+    clock = multiprocessing.get_context("fork").RawValue("d", math.nan)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the episode's process
+        code = EXIT_BUG
+        try:
+            global _HEARTBEAT
+            _HEARTBEAT = clock
+            _forget_tracking_stores()
+            code = _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)[0]
+        except BaseException:  # a bug: its traceback; the parent records the failure
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    try:
+        _, wait_status = os.waitpid(pid, 0)
+    except BaseException:  # Ctrl-C or the like: take the episode's process down too
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    code = os.waitstatus_to_exitcode(wait_status)
+    summary = _read_summary(out_dir)
+    if summary is not None and code in (0, 1, EXIT_HUNG):
+        status = 0 if code == 0 else 1
+        return status, ordered(summary), summary.get("mlflow_run_id")
+    return _record_death(cfg, out_dir, code, clock.value, chash, summary)
+
+
+def _forget_tracking_stores() -> None:
+    """In a forked process: new database connections of its own for MLflow (not the parent's pool)."""
+    try:
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    except (ImportError, AttributeError):  # another MLflow: it makes its own
+        pass
+
+
+def _read_summary(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _record_death(cfg: DictConfig, out_dir: Path, code: int, sim_t: float, chash: str,
+                  summary: dict[str, Any] | None) -> tuple[int, dict[str, Any], str | None]:
+    """Record an episode whose process died: FAILED summary, trace up to the last checkpoint, MLflow."""
+    from cosim.tracking.mlflow_log import read_run_file, reopen, server_error, tracking_exceptions
+
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        what = f"episode process killed by {name} (signal {-code})"
+    else:
+        what = f"episode process ended with exit status {code} without a result"
+    partial = out_dir / PARTIAL_TRACE
+    if partial.is_file():
+        os.replace(partial, out_dir / "trace.csv")
+    kept = _trace_end(out_dir)
+    error = what + (f" at t≈{sim_t:.4g} s" if math.isfinite(sim_t) else "") + (
+        f"; trace kept up to t={kept:g} s" if kept is not None else "; no trace recorded")
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    out = dict(summary or empty_summary())
+    if summary is not None:  # died after its summary (while logging): keep its figures
+        out["error_after_summary"] = True
+    out.update({"status": "FAILED", "error": error, "error_type": JobKilled.__name__, "config_hash": chash or None,
+                "exit_code": code})
+    if summary is None:
+        out["sim_time_s"] = kept
+    info = read_run_file(out_dir)
+    if info is not None:
+        out["mlflow_run_id"] = info["run_id"]
+    write_summary(out_dir, out)
+    if info is not None:
+        try:
+            run = reopen(info["run_id"], info.get("tracking_uri"))
+            log_episode(run, cfg, None, out_dir)
+            run.finish("FAILED", error=error)
+        except (*_errors(), *tracking_exceptions()) as exc:
+            print(f"error: could not record the failure in MLflow: {server_error(exc, info.get('tracking_uri'))}",
+                  file=sys.stderr, flush=True)
+    return 1, ordered(out), info["run_id"] if info is not None else None
+
+
+# Resume --------------------------------------------------------------------------------
+def finished_before(out_dir: Path, chash: str) -> dict[str, Any] | None:
+    """The summary of an episode that finished in ``out_dir`` with the config of hash ``chash``.
+
+    One that finished but could not be logged (the tracking server was away) is logged now
+    (:func:`experiments.relog.relog`); if that fails too, it is run again.
+    """
+    summary = _read_summary(out_dir)
+    if summary is None or summary.get("status") != "FINISHED" or summary.get("config_hash") != chash:
+        return None
+    if summary.get("tracking_error"):
+        from cosim.tracking.mlflow_log import tracking_exceptions
+        from experiments.relog import relog
+
+        try:
+            relog(out_dir)
+        except (*_errors(), *tracking_exceptions()) as exc:
+            print(f"resume: {out_dir} finished but cannot be logged ({exc}); running it again", file=sys.stderr)
+            return None
+        summary = _read_summary(out_dir)
+    return summary
+
+
+def supersede(out_dir: Path) -> None:
+    """Before a job runs again: its earlier MLflow run, if a killed sweep left it RUNNING, is KILLED."""
+    from cosim.tracking.mlflow_log import read_run_file, reopen, tracking_exceptions
+
+    info = read_run_file(out_dir)
+    if info is None:
+        return
+    try:
+        run = reopen(info["run_id"], info.get("tracking_uri"))
+        if run.status == "RUNNING":
+            run.finish("KILLED", error="the sweep was stopped; the job was run again on resume")
+        run.set_tags({"superseded": "true"})
+    except (*_errors(), *tracking_exceptions()):
+        pass  # gone with its store: nothing to close
 
 
 def print_summary(summary: Mapping[str, Any], out_dir: Path, run_id: str | None) -> None:

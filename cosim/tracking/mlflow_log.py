@@ -179,3 +179,74 @@ class EpisodeRun:
             self.set_tags({"error": error})
         self.client.set_terminated(self.run_id, status=status)
         self.status = status
+
+
+# The run of an episode, recorded in its run directory ------------------------------
+RUN_FILE = "mlflow_run.json"
+
+
+def write_run_file(out_dir: str | Path, run: EpisodeRun, params: Mapping[str, Any] | None = None,
+                   tags: Mapping[str, Any] | None = None, run_name: str | None = None) -> Path:
+    """Record an episode's MLflow run in ``<out_dir>/mlflow_run.json`` as soon as it exists.
+
+    The supervising process finds the run there when the episode's process dies (and marks it
+    FAILED), :func:`relog` when the tracking server went away, a resumed sweep when it re-runs
+    the job (and marks a run left RUNNING by a killed sweep as KILLED).
+    """
+    from cosim.tracking.summary import write_json_atomic
+
+    return write_json_atomic(Path(out_dir) / RUN_FILE, {
+        "run_id": run.run_id, "tracking_uri": run.uri, "experiment": run.experiment,
+        "parent_run_id": run.parent_run_id, "run_name": run_name,
+        "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+        "params": {str(k): str(v) for k, v in (params or {}).items()}})
+
+
+def read_run_file(out_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class _Existing(EpisodeRun):
+    """An existing run, reopened by id (no new run is created)."""
+
+    def __init__(self, run_id: str, uri: str | None = None) -> None:
+        self.client = client(uri)
+        self.uri = self.client.tracking_uri
+        self.run = self.client.get_run(run_id)
+        self.run_id = run_id
+        self.experiment_id = self.run.info.experiment_id
+        self.experiment = ""
+        self.parent_run_id = self.run.data.tags.get("mlflow.parentRunId")
+        self.status = self.run.info.status
+
+
+def reopen(run_id: str, uri: str | None = None) -> EpisodeRun:
+    """The existing run ``run_id`` as an :class:`EpisodeRun` (to log more to it and end it)."""
+    return _Existing(run_id, uri)
+
+
+def server_error(exc: BaseException, uri: str | None = None) -> str:
+    """One line about a tracking store that could not be reached or refused a call."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"tracking server {uri or tracking_uri()} failed: {type(exc).__name__}: {text}"
+
+
+
+def tracking_exceptions() -> tuple[type[BaseException], ...]:
+    """What a call to the tracking store raises when the store is away or refuses it."""
+    from mlflow.exceptions import MlflowException
+
+    extra: tuple[type[BaseException], ...] = ()
+    try:
+        import requests
+
+        extra = (requests.RequestException,)
+    except ImportError:  # pragma: no cover
+        pass
+    return (MlflowException, OSError, *extra)
