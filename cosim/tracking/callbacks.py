@@ -4,8 +4,12 @@
 process that launches the sweep) creates the parent run and writes its id to
 ``<sweep dir>/mlflow_sweep.json`` and to ``COSIM_MLFLOW_PARENT_RUN``, so jobs in worker
 processes (joblib, Ray, SLURM with a shared file system) nest under it. ``on_multirun_end``
-marks the parent ``FINISHED`` with counts of finished and failed children. Single runs
-(``on_run_start``) are left alone.
+marks the parent ``FINISHED`` with counts of finished and failed children (the latest run of
+each job: a resumed sweep runs some jobs again). Single runs (``on_run_start``) are left alone.
+
+With ``resume=true`` and the directory of an earlier sweep, the parent recorded there is
+reopened (set RUNNING again) instead of a new one being made, so re-run jobs nest under it
+beside the ones that finished before.
 """
 
 from __future__ import annotations
@@ -18,7 +22,16 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from cosim.tracking.mlflow_log import ENV_PARENT, ROLE_TAG, EpisodeRun, client, read_parent, write_parent
+from cosim.tracking.mlflow_log import (
+    ENV_PARENT,
+    ROLE_TAG,
+    EpisodeRun,
+    client,
+    read_parent,
+    server_error,
+    tracking_exceptions,
+    write_parent,
+)
 
 
 def count_jobs(overrides: list[str], sweeper_params: dict[str, Any]) -> int | None:
@@ -53,6 +66,10 @@ class MlflowSweepCallback(Callback):
         experiment = self.experiment or str(config.get("mlflow", {}).get("experiment", "cosim"))
         overrides = list(config.hydra.overrides.task)
         sweeper_params = dict(config.hydra.sweeper.get("params") or {})
+        earlier = read_parent(sweep_dir) if config.get("resume") else None
+        if earlier and earlier.get("run_id"):
+            self._reopen(sweep_dir, earlier, count_jobs(overrides, sweeper_params))
+            return
         name = f"sweep {sweep_dir.name}"
         exp_choice = config.hydra.runtime.choices.get("experiment") if config.hydra.get("runtime") else None
         if exp_choice:
@@ -67,15 +84,42 @@ class MlflowSweepCallback(Callback):
         os.environ[ENV_PARENT] = run.run_id
         print(f"sweep: MLflow parent run {run.run_id} in experiment '{experiment}' ({run.uri})", file=sys.stderr)
 
+    @staticmethod
+    def _reopen(sweep_dir: Path, parent: dict[str, Any], jobs: int | None) -> None:
+        from mlflow.entities import RunTag
+
+        uri = parent.get("tracking_uri")
+        mlf = client(uri)
+        run_id = str(parent["run_id"])
+        mlf.update_run(run_id, status="RUNNING")
+        mlf.log_batch(run_id, tags=[RunTag("resumed", "true")])
+        write_parent(sweep_dir, run_id, str(parent.get("experiment") or ""), mlf.tracking_uri, jobs=jobs)
+        os.environ[ENV_PARENT] = run_id
+        print(f"sweep: resuming {sweep_dir}; MLflow parent run {run_id} ({mlf.tracking_uri})", file=sys.stderr)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         parent = read_parent(sweep_dir)
         if not parent:
             return
+        try:
+            self._close(parent)
+        except tracking_exceptions() as exc:
+            print(f"error: sweep: could not close the MLflow parent run {parent.get('run_id')}: "
+                  f"{server_error(exc, parent.get('tracking_uri'))}", file=sys.stderr)
+        finally:
+            os.environ.pop(ENV_PARENT, None)
+
+    @staticmethod
+    def _close(parent: dict[str, Any]) -> None:
         mlf = client(parent.get("tracking_uri"))
         run_id = parent["run_id"]
-        children = mlf.search_runs([mlf.get_run(run_id).info.experiment_id],
-                                   filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=10000)
+        found = mlf.search_runs([mlf.get_run(run_id).info.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=10000)
+        latest: dict[str, Any] = {}  # per job: its latest run (a resumed sweep ran some again)
+        for child in sorted(found, key=lambda r: r.info.start_time or 0):
+            latest[child.data.tags.get("job") or child.info.run_id] = child
+        children = list(latest.values())
         counts: dict[str, int] = {}
         for child in children:
             counts[child.info.status] = counts.get(child.info.status, 0) + 1
@@ -85,6 +129,5 @@ class MlflowSweepCallback(Callback):
                                     RunTag("jobs_failed", str(counts.get("FAILED", 0))),
                                     RunTag("jobs_finished", str(counts.get("FINISHED", 0)))])
         mlf.set_terminated(run_id, status="FINISHED")
-        os.environ.pop(ENV_PARENT, None)
         print(f"sweep: {len(children)} job(s), {counts.get('FAILED', 0)} failed; parent run {run_id} "
               f"(report: python -m experiments.report --sweep {run_id})", file=sys.stderr)

@@ -219,7 +219,7 @@ class _Existing(EpisodeRun):
         self.run = self.client.get_run(run_id)
         self.run_id = run_id
         self.experiment_id = self.run.info.experiment_id
-        self.experiment = ""
+        self.experiment = str(self.client.get_experiment(self.experiment_id).name)
         self.parent_run_id = self.run.data.tags.get("mlflow.parentRunId")
         self.status = self.run.info.status
 
