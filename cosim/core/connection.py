@@ -90,3 +90,54 @@ def check_connections(units: Mapping[str, Unit], connections: Sequence[Connectio
                 f"input {conn.target} is fed twice: by {fed[conn.target].source} and by {conn.source}"
             )
         fed[conn.target] = conn
+
+
+def algebraic_loop(units: Mapping[str, Unit], connections: Sequence[Connection]) -> list[Connection] | None:
+    """The connections of one algebraic loop, or ``None`` when there is none.
+
+    An algebraic loop is a cycle of connections in which every unit passes its input straight
+    on to the output that closes the cycle (direct feed-through, :meth:`Unit.feedthrough`):
+    its values at one instant depend on themselves. Units that compute their outputs in their
+    step (from state) break every cycle through them.
+    """
+    by_source: dict[Port, list[Connection]] = {}
+    for conn in connections:
+        by_source.setdefault(conn.source, []).append(conn)
+    passes: dict[Port, list[Port]] = {}  # input -> outputs of the same unit that depend on it
+    for name, unit in units.items():
+        for output, inputs in (unit.feedthrough() or {}).items():
+            for inp in inputs:
+                passes.setdefault(Port(name, str(inp)), []).append(Port(name, str(output)))
+    if not passes:
+        return None
+    # depth-first search over outputs: output --connection--> input --feed-through--> output
+    state: dict[Port, int] = {}  # 1 on the current path, 2 done
+    for start in by_source:
+        if state.get(start):
+            continue
+        path: list[Connection] = []
+        stack: list[tuple[Port, list[tuple[Connection, Port]]]] = []
+
+        def successors(out: Port) -> list[tuple[Connection, Port]]:
+            return [(c, nxt) for c in by_source.get(out, []) for nxt in passes.get(c.target, [])]
+
+        state[start] = 1
+        stack.append((start, successors(start)))
+        while stack:
+            node, todo = stack[-1]
+            if not todo:
+                state[node] = 2
+                stack.pop()
+                if path:
+                    path.pop()
+                continue
+            conn, nxt = todo.pop()
+            if state.get(nxt) == 1:  # back to a node on the path: a cycle
+                path.append(conn)
+                first = next(i for i, (n, _) in enumerate(stack) if n == nxt)
+                return path[first:]
+            if not state.get(nxt):
+                state[nxt] = 1
+                path.append(conn)
+                stack.append((nxt, successors(nxt)))
+    return None

@@ -27,7 +27,7 @@ from enum import Enum
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from cosim.core.connection import Connection, Port, check_connections
+from cosim.core.connection import Connection, Port, algebraic_loop, check_connections
 from cosim.core.manipulator import Manipulator
 from cosim.core.observer import Observer
 from cosim.core.unit import Reader, TimeGrid, Unit, Writer
@@ -236,6 +236,14 @@ class Master:
         if not self.units:
             raise ConfigurationError("the system has no units")
         check_connections(self.units, self.connections)
+        if self.algorithm is Algorithm.GAUSS_SEIDEL:
+            loop = algebraic_loop(self.units, self.connections)
+            if loop:
+                raise ConfigurationError(
+                    "algebraic loop under gauss_seidel: " + ", ".join(str(c) for c in loop)
+                    + " (each unit on it passes its input straight to its output: direct feed-through);"
+                    " use algorithm jacobi, or break the loop with a unit that has state"
+                )
         if self.network is not None:
             self.network.bind(self)
         if self.order is not None:

@@ -125,6 +125,16 @@ class Unit(ABC):
     def terminate(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Default: nothing to release."""
 
+    def feedthrough(self) -> Mapping[str, Sequence[str]]:
+        """Direct feed-through: for each output, the inputs it depends on within the same instant.
+
+        An output with direct feed-through changes as soon as those inputs change, before the
+        unit steps; a cycle of such dependencies through connections is an algebraic loop,
+        which Gauss-Seidel cannot order (the master refuses it at build). Default: none (the
+        outputs are computed in :meth:`step`, from the unit's state).
+        """
+        return {}
+
     # Fast paths for the master's step loop. Units override these when they can resolve
     # names once (FMU value references, PyBullet joint indices) instead of on every call.
     def reader(self, names: Sequence[str]) -> Reader:
@@ -168,6 +178,8 @@ class PythonUnit(Unit):
     VARIABLES: Sequence[Variable] = ()
     TRANSIENT: frozenset[str] = frozenset({"grid"})
     PICKLE_ALLOW: frozenset[str] = frozenset()
+    #: direct feed-through, ``{output: [inputs]}`` (see :meth:`Unit.feedthrough`)
+    FEEDTHROUGH: Mapping[str, Sequence[str]] = {}
 
     def __init__(self, name: str, variables: Sequence[Variable] | None = None,
                  parameters: Mapping[str, Value] | None = None) -> None:
@@ -186,6 +198,9 @@ class PythonUnit(Unit):
     @property
     def variables(self) -> Mapping[str, Variable]:
         return self._variables
+
+    def feedthrough(self) -> Mapping[str, Sequence[str]]:
+        return self.FEEDTHROUGH
 
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid

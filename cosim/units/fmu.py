@@ -118,6 +118,18 @@ class FMUUnit(Unit):
     def variables(self) -> Mapping[str, Variable]:
         return self._variables
 
+    def feedthrough(self) -> Mapping[str, Sequence[str]]:
+        """From ``ModelStructure``: an output's input dependencies; an output listed without a
+        ``dependencies`` attribute depends on every input (as the FMI standard says)."""
+        inputs = [v.name for v in self.md.modelVariables if v.causality == "input"]
+        out: dict[str, list[str]] = {}
+        for unknown in self.md.outputs:
+            deps = unknown.dependencies
+            names = inputs if deps is None else [d.name for d in deps if d.causality == "input"]
+            if names:
+                out[unknown.variable.name] = list(names)
+        return out
+
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid
         cs = self.md.coSimulation
