@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from cosim.core.manipulator import Manipulator
 from cosim.core.observer import Observer
 from cosim.core.variables import Value
@@ -64,8 +66,9 @@ class Attack(ABC):
     physical: ClassVar[bool] = False
 
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0) -> None:
-        if start < 0 or (duration is not None and duration <= 0):
-            raise ConfigurationError(f"attack '{name}': needs start >= 0 and duration > 0, got {start}, {duration}")
+        start = number(f"attack '{name}'", "at", start, minimum=0.0)
+        if duration is not None:
+            duration = number(f"attack '{name}'", "duration", duration, positive=True)
         self.name, self.target, self.start, self.duration, self.seed = name, target, float(start), duration, int(seed)
         self.traits: Traits = Traits()
         self.events: list[dict[str, Any]] = []  # observable events (refused updates, exfiltrated bytes...)
@@ -180,6 +183,45 @@ class Attack(ABC):
             else:
                 where.observers.append(obj)  # already started: no second on_start
         return len(gone)
+
+
+def number(where: str, key: str, value: Any, *, minimum: float | None = None, positive: bool = False,
+           finite: bool = True, integer: bool = False) -> float:
+    """``value`` as a float (an int with ``integer``), or a :class:`ConfigurationError` naming
+    ``key`` when it is not a number (booleans and strings are not), not finite, or out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigurationError(f"{where}: {key} must be a number, got {value!r}")
+    out = float(value)
+    if math.isnan(out) or (finite and math.isinf(out)):
+        raise ConfigurationError(f"{where}: {key} must be a finite number, got {value!r}")
+    if positive and not out > 0:
+        raise ConfigurationError(f"{where}: {key} must be positive, got {value!r}")
+    if minimum is not None and out < minimum:
+        raise ConfigurationError(f"{where}: {key} must be >= {minimum}, got {value!r}")
+    if integer:
+        if out != int(out):
+            raise ConfigurationError(f"{where}: {key} must be a whole number, got {value!r}")
+        return int(out)
+    return out
+
+
+def like(value: Value, out: Value) -> Value:
+    """``out`` with the type of ``value`` (the signal it replaces): an attack that scales or
+    shifts a boolean or integer signal still delivers a boolean or an integer (rounded)."""
+    if isinstance(value, bool):
+        return out if isinstance(out, bool) else bool(round(float(out)))  # type: ignore[arg-type]
+    if isinstance(value, int):
+        return out if isinstance(out, int) and not isinstance(out, bool) else round(float(out))  # type: ignore[arg-type]
+    if isinstance(value, float) and isinstance(out, bool | int):
+        return float(out)
+    return out
+
+
+def plain_value(where: str, key: str, value: Any) -> Any:
+    """A value an attack writes into a signal: a boolean or a finite number."""
+    if isinstance(value, bool):
+        return value
+    return number(where, key, value)
 
 
 class Timer(Observer):
@@ -299,7 +341,7 @@ class Traits:
         if persistence is not None:
             unknown = set(persistence) - {"period_s"}
             period = persistence.get("period_s", 1.0)
-            if unknown or not isinstance(period, int | float) or not period > 0:
+            if unknown or isinstance(period, bool) or not isinstance(period, int | float) or not 0 < period < math.inf:
                 raise ConfigurationError(f"{where}: persistence takes period_s > 0, got {dict(persistence)}")
         stealth = spec.get("stealth")
         return cls(table("insider"), Stealth.parse({} if stealth is True else stealth or None, where)

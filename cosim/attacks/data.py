@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosim.attacks.base import Attack, register
+from cosim.attacks.base import Attack, number, register
 from cosim.attacks.library import ConnectionHook, links_from
 from cosim.core.variables import Value
 from cosim.errors import ConfigurationError
@@ -58,7 +58,14 @@ class DataPoisoning(Attack):
         super().__init__(name, target, start, duration, seed)
         if mode not in self.MODES:
             raise ConfigurationError(f"attack '{name}': unknown poisoning mode '{mode}'; modes are {self.MODES}")
-        if not budget > 0 or not rate > 0 or direction not in (1, -1, 1.0, -1.0) or not 0 <= flip_prob <= 1:
+        where = f"attack '{name}'"
+        budget, rate = number(where, "budget", budget, positive=True), number(where, "rate", rate, positive=True)
+        direction, flip_prob = number(where, "direction", direction), number(where, "flip_prob", flip_prob)
+        if isinstance(noise, Mapping):
+            noise = {str(k): number(where, f"noise[{k}]", v, positive=True) for k, v in noise.items()}
+        else:
+            noise = number(where, "noise", noise, positive=True)
+        if direction not in (1, -1, 1.0, -1.0) or not 0 <= flip_prob <= 1:
             raise ConfigurationError(f"attack '{name}': needs budget > 0, rate > 0, direction +1/-1, "
                                      "flip_prob in [0, 1]")
         self.signals = [signals] if isinstance(signals, str) else list(signals or [target])

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
-from cosim.attacks.base import Attack, register
+from cosim.attacks.base import Attack, plain_value, register
 from cosim.errors import ConfigurationError, CosimError, IntegrityError
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class OTAUpdate(UpdateAttack):
             raise ConfigurationError(f"attack '{name}': unknown ota mode '{mode}'; modes are {self.MODES}")
         if not parameters:
             raise ConfigurationError(f"attack '{name}': an update needs parameters, e.g. {{gain: 0.25}}")
-        self.parameters, self.mode, self.attacker_keystore = dict(parameters), mode, attacker_keystore
+        self.parameters, self.mode, self.attacker_keystore = _parameters(name, parameters), mode, attacker_keystore
 
     def build_update(self, master: Master) -> ModelUpdate:
         from cosim.twin.integrity import KeyStore, sign_artifact
@@ -240,7 +240,7 @@ class SupplyChain(UpdateAttack):
         super().__init__(name, target, start, duration, seed, verify, keystore, twin_prefix)
         if not parameters:
             raise ConfigurationError(f"attack '{name}': a poisoned component needs parameters, e.g. {{gain: 0.3}}")
-        self.parameters, self.workdir = dict(parameters), workdir
+        self.parameters, self.workdir = _parameters(name, parameters), workdir
         self.component: Path | None = None
 
     def build_update(self, master: Master) -> ModelUpdate:
@@ -261,6 +261,13 @@ class SupplyChain(UpdateAttack):
         self.component = poisoned
         return ModelUpdate(self.target, "fmu", poisoned, None, defaults, component, self.name,
                            {"component": str(poisoned)})
+
+
+def _parameters(name: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """An update's parameter set: names to booleans or finite numbers."""
+    if not isinstance(parameters, Mapping):
+        raise ConfigurationError(f"attack '{name}': parameters must be a mapping {{name: value}}, got {parameters!r}")
+    return {str(k): plain_value(f"attack '{name}'", f"parameters.{k}", v) for k, v in parameters.items()}
 
 
 def poison_fmu(source: Path, dest: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosim.attacks.base import Attack, register
+from cosim.attacks.base import Attack, like, number, plain_value, register
 from cosim.core.connection import Port
 from cosim.core.manipulator import Manipulator
 from cosim.core.variables import Value
@@ -45,7 +45,7 @@ class ConnectionHook(Manipulator):
         self.fn = fn
 
     def apply(self, tick: int, value: Value) -> Value:
-        return self.fn(tick, value)
+        return like(value, self.fn(tick, value))  # a boolean or integer signal stays one
 
     def save_state(self) -> Any:
         return {k: v for k, v in self.__dict__.items() if k != "fn"}
@@ -71,8 +71,13 @@ class MeasurementSpoofing(Attack):
         super().__init__(name, target, start, duration, seed)
         if mode not in self.MODES:
             raise ConfigurationError(f"attack '{name}': unknown spoofing mode '{mode}'; modes are {self.MODES}")
-        self.mode, self.value, self.low, self.high = mode, value, low, high
-        self.factor, self.rate, self.limit = factor, rate, limit
+        where = f"attack '{name}'"
+        self.mode, self.value = mode, plain_value(where, "value", value)
+        self.low, self.high = number(where, "low", low), number(where, "high", high)
+        if self.low > self.high:
+            raise ConfigurationError(f"{where}: low must not exceed high, got {low} > {high}")
+        self.factor, self.rate = number(where, "factor", factor), number(where, "rate", rate)
+        self.limit = number(where, "limit", limit, minimum=0.0, finite=False)
         self.rng = np.random.default_rng(seed)
         self._draws: dict[int, float] = {}
 
@@ -114,7 +119,7 @@ class CommandInjection(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  value: Any = True, twin_prefix: str = "twin_") -> None:
         super().__init__(name, target, start, duration, seed)
-        self.value, self.twin_prefix = value, twin_prefix
+        self.value, self.twin_prefix = plain_value(f"attack '{name}'", "value", value), twin_prefix
 
     def install(self, master: Master) -> None:
         start, end = self.ticks(master)
@@ -134,6 +139,7 @@ class Replay(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  record_s: float = 5.0) -> None:
         super().__init__(name, target, start, duration, seed)
+        record_s = number(f"attack '{name}'", "record_s", record_s)
         if not record_s > 0 or record_s > start:
             raise ConfigurationError(f"attack '{name}': record_s must be in (0, start], got {record_s}")
         self.record_s = float(record_s)
@@ -167,8 +173,7 @@ class ManInTheMiddle(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  factor: float = 0.5, hide: str | None = None, twin_prefix: str = "twin_") -> None:
         super().__init__(name, target, start, duration, seed)
-        if not factor > 0:
-            raise ConfigurationError(f"attack '{name}': factor must be positive, got {factor}")
+        factor = number(f"attack '{name}'", "factor", factor, positive=True)
         self.factor, self.hide, self.twin_prefix = float(factor), hide, twin_prefix
 
     def install(self, master: Master) -> None:
@@ -196,7 +201,9 @@ class APIExploit(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  tag: str = "mode_cmd", value: Any = 0, user: str = "attacker", restore: Any = None) -> None:
         super().__init__(name, target, start, duration, seed)
-        self.tag, self.value, self.user, self.restore = tag, value, user, restore
+        where = f"attack '{name}'"
+        self.tag, self.value, self.user = str(tag), plain_value(where, "value", value), str(user)
+        self.restore = None if restore is None else plain_value(where, "restore", restore)
 
     def install(self, master: Master) -> None:
         hmi = master.units.get(self.target)
@@ -281,10 +288,11 @@ class DenialOfService(ConduitAttack):
         super().__init__(name, target, start, duration, seed)
         if mode not in self.MODES:
             raise ConfigurationError(f"attack '{name}': unknown dos mode '{mode}'; modes are {self.MODES}")
-        if not delay_s > 0 or int(frames_per_tick) != frames_per_tick or frames_per_tick < 1:
-            raise ConfigurationError(f"attack '{name}': delay_s must be > 0 and frames_per_tick a positive integer")
-        if capacity_fps is not None and not capacity_fps > 0:
-            raise ConfigurationError(f"attack '{name}': capacity_fps must be positive, got {capacity_fps}")
+        where = f"attack '{name}'"
+        delay_s = number(where, "delay_s", delay_s, positive=True)
+        frames_per_tick = number(where, "frames_per_tick", frames_per_tick, minimum=1, integer=True)
+        if capacity_fps is not None:
+            capacity_fps = number(where, "capacity_fps", capacity_fps, positive=True)
         self.mode, self.delay_s, self.frames_per_tick = mode, float(delay_s), int(frames_per_tick)
         self.capacity_fps = None if capacity_fps is None else float(capacity_fps)
         self.junk_sent = 0
@@ -344,9 +352,10 @@ class SyncAttack(ConduitAttack):
         super().__init__(name, target, start, duration, seed)
         if mode not in self.MODES:
             raise ConfigurationError(f"attack '{name}': unknown sync mode '{mode}'; modes are {self.MODES}")
-        if int(every) != every or every < 1 or not delay_s > 0 or int(window) != window or window < 2:
-            raise ConfigurationError(f"attack '{name}': every must be a positive integer, delay_s > 0 and "
-                                     "window an integer >= 2")
+        where = f"attack '{name}'"
+        every = number(where, "every", every, minimum=1, integer=True)
+        delay_s = number(where, "delay_s", delay_s, positive=True)
+        window = number(where, "window", window, minimum=2, integer=True)
         self.mode, self.delay_s, self.every, self.window = mode, float(delay_s), int(every), int(window)
         self.shuffle = bool(shuffle)
         self.rng = np.random.default_rng(seed)
@@ -404,7 +413,8 @@ class ParameterTampering(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  value: float = 0.0) -> None:
         super().__init__(name, target, start, duration, seed)
-        self.value = value
+        self.value = plain_value(f"attack '{name}'", "value", value)
+        self.applied = False
 
     def install(self, master: Master) -> None:
         port = Port.parse(self.target)
@@ -414,10 +424,18 @@ class ParameterTampering(Attack):
         original = unit.get([port.variable])[0]
         start, end = self.ticks(master)
 
+        def write(tick: int, value: Value) -> bool:
+            try:
+                unit.set([port.variable], [like(original, value)])
+            except CosimError as exc:  # e.g. a fixed parameter: the device refuses the write
+                self.record(master.grid.time(tick), "tamper_refused", target=self.target, error=str(exc))
+                return False
+            return True
+
         def act(tick: int) -> None:
             if tick == start:
-                unit.set([port.variable], [self.value])
-            elif end is not None and tick == end:
-                unit.set([port.variable], [original])
+                self.applied = write(tick, self.value)
+            elif end is not None and tick == end and self.applied:
+                write(tick, original)
 
         self.add_timer(master, act)

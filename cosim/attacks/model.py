@@ -18,7 +18,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from cosim.attacks.base import Attack, register
+from cosim.attacks.base import Attack, like, number, plain_value, register
 from cosim.core.connection import Port
 from cosim.core.manipulator import Manipulator
 from cosim.core.variables import Causality, Value
@@ -39,6 +39,9 @@ class LogicTransform(Manipulator):
         self.on_since: int | None = None
 
     def apply(self, tick: int, value: Value) -> Value:
+        return like(value, self._apply(tick, value))  # a boolean or integer input stays one
+
+    def _apply(self, tick: int, value: Value) -> Value:
         mode = self.mode
         if mode in ("set", "mask"):
             return type(value)(self.value)
@@ -77,9 +80,10 @@ class LogicPayload(Attack):
         super().__init__(name, target, start, duration, seed)
         if mode not in self.MODES:
             raise ConfigurationError(f"attack '{name}': unknown logic mode '{mode}'; modes are {self.MODES}")
-        if not delay_s > 0:
-            raise ConfigurationError(f"attack '{name}': delay_s must be positive, got {delay_s}")
-        self.mode, self.value, self.factor, self.delay_s = mode, value, float(factor), float(delay_s)
+        where = f"attack '{name}'"
+        value, factor = plain_value(where, "value", value), number(where, "factor", factor)
+        delay_s = number(where, "delay_s", delay_s, positive=True)
+        self.mode, self.value, self.factor, self.delay_s = mode, value, factor, delay_s
 
     def install(self, master: Master) -> None:
         where = self.target.split("->")[-1].strip()
@@ -114,8 +118,7 @@ class ModelExfiltration(Attack):
     def __init__(self, name: str, target: str, start: float, duration: float | None = None, seed: int = 0,
                  conduit: str = "control_to_enterprise", rate_bps: float = 50_000.0, source: str | None = None) -> None:
         super().__init__(name, target, start, duration, seed)
-        if not rate_bps > 0:
-            raise ConfigurationError(f"attack '{name}': rate_bps must be positive, got {rate_bps}")
+        rate_bps = number(f"attack '{name}'", "rate_bps", rate_bps, positive=True)
         self.conduit_name, self.rate_bps, self.source = conduit, float(rate_bps), source
         self.units = [u.strip() for u in target.split(",") if u.strip()]
         self.stolen = b""

@@ -96,8 +96,10 @@ class ActionRecord:
         return self.released_t is None and self.ok
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("id", "action", "rule", "target", "decided_t", "effective_t",
-                                              "wall_ms", "released_t", "ok", "detail")}
+        out = {k: getattr(self, k) for k in ("id", "action", "rule", "target", "decided_t", "effective_t",
+                                             "wall_ms", "released_t", "ok")}
+        out["detail"] = {k: v for k, v in self.detail.items() if not k.startswith("_")}  # "_": live objects
+        return out
 
 
 class Action(ABC):
