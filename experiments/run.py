@@ -912,5 +912,54 @@ def main(cfg: DictConfig) -> None:
     print_summary(summary, out_dir, run_id)
 
 
+def _one_line(text: str) -> str:
+    """A multi-line message (Hydra's list of options, a YAML parser's marks) as one line."""
+    parts: list[str] = []
+    listing = False
+    for line in str(text).splitlines():
+        item = line.strip()
+        if not item:
+            continue
+        if item.startswith("Config search path"):
+            break  # Hydra's search path follows: not what is wrong
+        if parts and line[:1] in (" ", "\t"):
+            parts[-1] += (" " if parts[-1].endswith(":") or not listing else ", ") + item
+            listing = listing or parts[-1].endswith(":" + " " + item)
+        else:
+            parts.append(item)
+            listing = False
+    return "".join(p if i == 0 else (" " if parts[i - 1].endswith(".") else "; ") + p for i, p in enumerate(parts))
+
+
+def cli() -> None:
+    """``python -m experiments.run``: :func:`main`, where bad input that Hydra meets before the
+    episode (unknown config option or key, malformed override or config file, unusable run
+    directory) is one ``error:`` line and exit status 1 too, not Hydra's stack trace."""
+    import os
+
+    import yaml
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for stack traces
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing
+    try:
+        main()
+    except (*_errors(), yaml.YAMLError) as exc:
+        message = str(exc)
+        if getattr(exc, "override", None):  # hydra.errors.OverrideParseException
+            message = f"cannot parse override '{exc.override}': {message}"  # type: ignore[attr-defined]
+        if isinstance(exc.__cause__, OmegaConfBaseException | yaml.YAMLError):
+            message += "\n" + str(exc.__cause__).strip().splitlines()[0]
+        if isinstance(exc, yaml.YAMLError):
+            message = f"a config file is not valid YAML: {message}"
+        elif isinstance(exc, OSError):  # the episode reports its own; this is Hydra's run directory
+            message = f"cannot create the run directory: {message}"
+        print(f"error: {_one_line(message) or type(exc).__name__}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
