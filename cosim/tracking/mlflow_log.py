@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.errors import ConfigurationError
+from cosim.errors import ConfigurationError, TrackingError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_FILE = "mlflow_sweep.json"
@@ -37,10 +38,36 @@ def tracking_uri() -> str:
 
 
 def client(uri: str | None = None) -> Any:
-    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`)."""
+    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`); a tracking server must answer."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri or tracking_uri())
+    uri = uri or tracking_uri()
+    check_server(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+_ANSWERED: set[str] = set()
+
+
+def check_server(uri: str, timeout: float | None = None) -> None:
+    """Raise :class:`TrackingError` when the server of an ``http(s)://`` tracking URI does not
+    accept a connection within ``timeout`` s (default ``COSIM_MLFLOW_CONNECT_TIMEOUT`` or 5):
+    one clear error at once instead of MLflow's minutes of retries. Other URIs pass."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or uri in _ANSWERED:
+        return
+    wait = float(timeout if timeout is not None else os.environ.get("COSIM_MLFLOW_CONNECT_TIMEOUT", 5.0))
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=wait):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else getattr(exc, "strerror", None) or str(exc)
+        raise TrackingError(f"MLflow tracking server {uri} does not answer ({reason}); start it, point "
+                            "MLFLOW_TRACKING_URI at a running one, or run with mlflow.enabled=false") from None
+    _ANSWERED.add(uri)
 
 
 def _artifact_location(uri: str) -> str | None:
