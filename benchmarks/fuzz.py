@@ -188,8 +188,8 @@ def attack_event(draw: Any, duration: float, kinds: tuple[str, ...] | None = Non
     cat = catalog()
     choices = kinds or tuple(sorted(k for k in ATTACKS if not (hop and k == "lateral")))
     kind = draw(st.sampled_from(choices))
-    at = draw(_f(0.05, max(0.1, duration - 0.2)))
-    length = draw(st.none() | _f(0.05, duration))
+    at = draw(_f(0.05, max(0.1, duration / 2)))
+    length = draw(st.sampled_from([None]) | _f(0.05, duration / 2) | _f(0.05, duration / 2))
     params: dict[str, Any] = {}
     if kind == "spoofing":
         target = draw(st.sampled_from(cat.sources))
@@ -323,8 +323,23 @@ def alert_script(draw: Any, duration: float, events: list[dict[str, Any]]) -> li
     cat = catalog()
     targets = [e["target"] for e in events] + list(cat.sources[:5]) + list(cat.conduits)
     n = draw(st.integers(0, 4))
-    return sorted([[draw(_f(0.05, duration)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(targets))]
+    lo = 0.05
+    ends = [attack_end(e) for e in events]
+    over = max(ends) if ends else 0.0
+    if over + 0.05 + SAFE_BOUND_S < duration and draw(st.sampled_from([True, True, False])):
+        lo = over + 0.05  # only after the attacks: safe mode must then be reached within the bound
+        n = max(n, 1)
+    return sorted([[draw(_f(lo, duration)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(targets))]
                    for _ in range(n)])
+
+
+def attack_end(event: Mapping[str, Any]) -> float:
+    """When a scenario event's last effect ends (``inf``: at the end of the run)."""
+    if event.get("attack") == "lateral":
+        return max((attack_end(h) for h in event["params"]["hops"]), default=math.inf)
+    if event.get("duration") is None:
+        return math.inf
+    return float(event["at"]) + float(event["duration"])
 
 
 @dataclass
@@ -429,14 +444,14 @@ def _mutate(draw: Any, sc: Scenario) -> Scenario:
 def scenarios(draw: Any, invalid_share: float = 0.25) -> Scenario:
     """A fuzzed episode: conduit settings, 1-3 attack events, a policy, alert times; sometimes invalid."""
     cat = catalog()
-    duration = draw(st.sampled_from([2.0, 3.0, 4.0, 5.0, 6.0]))
+    duration = draw(st.sampled_from([3.0, 4.0, 5.0, 6.0, 8.0]))
     conduits = {name: draw(conduit_settings(name)) for name in cat.conduits}
     events = draw(st.lists(attack_event(duration), min_size=1, max_size=3))
     for i, ev in enumerate(events):
         ev["name"] = f"{ev['attack']}_{i}"
     sc = Scenario(draw(st.integers(0, 2**31 - 1)), duration, conduits, events, draw(defence_policy()),
                   draw(alert_script(duration, events)))
-    if draw(st.floats(0, 1)) < invalid_share:
+    if draw(st.sampled_from(range(100))) < round(100 * invalid_share):
         sc = _mutate(draw, sc)
     return sc
 
@@ -639,6 +654,9 @@ def run_scenario(sc: Scenario, out_dir: Path) -> Outcome:
         out = Outcome("crash", sc.invalid, f"{type(exc).__name__}: {exc}\n{tb}")
         out.wall_s = time.perf_counter() - t0
         return out
+    from cosim.tracking.summary import write_summary
+
+    write_summary(out_dir, ep.summary)
     out = Outcome("ok", sc.invalid)
     if sc.invalid is not None:
         out.broken.append(f"invalid input ({sc.invalid}) accepted")
@@ -703,6 +721,7 @@ def check_outcome(sc: Scenario, summary: Mapping[str, Any], probe: FuzzProbe | N
 
 
 # The network-level harness -----------------------------------------------------------------
+ALTERED = 1e6  # what the fuzz hooks add to the values of a frame they alter
 @dataclass
 class NetCase:
     seed: int
@@ -781,6 +800,9 @@ def run_network_case(case: NetCase) -> Outcome:
         altered: dict[str, int] = {c.name: 0 for c in conduits}
         cut_at: dict[str, int] = {}
         pending = list(case.events)
+        inputs = {c.name: [f"{ch.target}.{i}" for ch in c.channels for ins in ch.inputs.values() for i in ins]
+                  for c in conduits}
+        last: dict[str, float] = {}
 
         def delivered(c: Any) -> int:
             return int(c.stats()["delivered"])
@@ -813,7 +835,7 @@ def run_network_case(case: NetCase) -> Outcome:
                 elif action == "alter_hook":
                     def alter(msg: Any, c: Any = c) -> Any:
                         altered[c.name] += 1
-                        return msg._replace(values=tuple(v + 1.0 for v in msg.values))
+                        return msg._replace(values=tuple(v + ALTERED for v in msg.values))
                     c.add_hook(alter)
                 elif action == "remove_hooks":
                     for h in c.hooks:
@@ -828,6 +850,11 @@ def run_network_case(case: NetCase) -> Outcome:
                 if c.is_cut and c.name in cut_at and delivered(c) != cut_at[c.name]:
                     out.broken.append(f"conduit {c.name}: delivered while cut at tick {tick}")
                     cut_at[c.name] = delivered(c)
+                for port in inputs[c.name]:
+                    value = float(m.get(port))
+                    if c.authenticated and value >= ALTERED / 2 and value != last.get(port):
+                        out.broken.append(f"conduit {c.name}: an altered frame reached {port} at tick {tick}")
+                    last[port] = value
         for c in conduits:
             s = c.stats()
             for key, value in s.items():

@@ -87,9 +87,10 @@ def make_attack(event: Mapping[str, Any], name: str, seed: int, where: str) -> A
     """One attack from a scenario event (``attack``, ``target``, ``at``, ``duration``,
     ``params``, ``traits``), with a clear error naming the event."""
     cls = attack_class(str(event["attack"]), where)
+    start = _seconds(event["at"], "at", where)
+    duration = None if event.get("duration") is None else _seconds(event["duration"], "duration", where)
     try:
-        attack = cls(name=name, target=str(event["target"]), start=float(event["at"]),
-                     duration=None if event.get("duration") is None else float(event["duration"]),
+        attack = cls(name=name, target=str(event["target"]), start=start, duration=duration,
                      seed=seed, **dict(event.get("params") or {}))
         attack.traits = Traits.parse(event.get("traits"), where)
     except TypeError as exc:
@@ -97,6 +98,15 @@ def make_attack(event: Mapping[str, Any], name: str, seed: int, where: str) -> A
     except (CosimError, ValueError) as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
     return attack
+
+
+def _seconds(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{where}: {key} must be a number of seconds, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{where}: {key} must be a number of seconds, got {value!r}") from None
 
 
 class Campaign(Observer):
