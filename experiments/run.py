@@ -32,6 +32,7 @@ Faults inside the framework (see ``docs/sweeps.md``):
 from __future__ import annotations
 
 import copy
+import faulthandler
 import hashlib
 import json
 import math
@@ -750,6 +751,7 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
         try:
             global _HEARTBEAT
             _HEARTBEAT = clock
+            faulthandler.disable()  # a crash is reported once, by the supervising process
             _forget_tracking_stores()
             code = _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)[0]
         except BaseException:  # a bug: its traceback; the parent records the failure
