@@ -64,6 +64,8 @@ def load_scenario(source: str | Path | Mapping[str, Any], seed: int = 0) -> list
             raise ConfigurationError(f"{where}: not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
     else:
         data = source
+        if isinstance(data, Mapping) and data.get("name"):
+            where = f"scenario '{data['name']}'"
     if not isinstance(data, Mapping) or not isinstance(data.get("events", []), Sequence):
         raise ConfigurationError(f"{where}: expected a mapping with a list 'events'")
     attacks: list[Attack] = []
@@ -74,7 +76,9 @@ def load_scenario(source: str | Path | Mapping[str, Any], seed: int = 0) -> list
         unknown = set(event) - EVENT_KEYS
         missing = {"attack", "target", "at"} - set(event)
         if unknown or missing:
-            raise ConfigurationError(f"{here}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+            problems = ([f"missing keys {sorted(missing)}"] if missing else []) + (
+                [f"unknown keys {sorted(unknown)} (known: {sorted(EVENT_KEYS)})"] if unknown else [])
+            raise ConfigurationError(f"{here}: {', '.join(problems)}")
         name = str(event.get("name") or f"{event['attack']}_{i + 1}")
         attacks.append(make_attack(event, name, seed * 1000 + i, here))
     names = [a.name for a in attacks]

@@ -129,11 +129,13 @@ def load_model(path: str | Path) -> DetectionModel:
             data = pickle.load(f)
     except Exception as exc:
         raise ConfigurationError(f"detector model '{path}': not a model file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or "format" not in data or not isinstance(data.get("model"), DetectionModel):
+    if not isinstance(data, dict) or "format" not in data:
         raise ConfigurationError(f"detector model '{path}': not a model file of this project")
-    if data["format"] != FORMAT_VERSION:
+    if data["format"] != FORMAT_VERSION:  # first: another version's model may not be one of today's classes
         raise ConfigurationError(f"detector model '{path}': format version {data['format']}, this version reads "
                                  f"{FORMAT_VERSION}; refit it")
+    if not isinstance(data.get("model"), DetectionModel):
+        raise ConfigurationError(f"detector model '{path}': not a model file of this project")
     return data["model"]
 
 
