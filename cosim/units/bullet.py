@@ -36,6 +36,8 @@ import json
 import math
 import numbers
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,6 +137,29 @@ def _per_joint(name: str, what: str, value: float | Sequence[float] | None, n: i
             f"unit '{name}': {what} needs {n} values (one per arm joint), got {len(values)}"
         )
     return values
+
+
+@contextlib.contextmanager
+def _c_stdout() -> Iterator[list[str]]:
+    """Catch what C code prints on file descriptor 1 meanwhile (PyBullet's URDF parser prints
+    its errors there, unterminated, and they would run into the next line on a terminal)."""
+    printed: list[str] = []
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1
+        yield printed
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            printed.append(tmp.read().decode(errors="replace"))
 
 
 class BulletArm(Unit):
@@ -263,11 +288,14 @@ class BulletArm(Unit):
             if self.solver_iterations is not None:
                 client.setPhysicsEngineParameter(numSolverIterations=self.solver_iterations)
             try:
-                body = client.loadURDF(str(self.urdf_path), self.base_position, self.base_orientation,
-                                       useFixedBase=self.use_fixed_base, flags=self.urdf_flags)
+                with _c_stdout() as printed:  # PyBullet's parser prints its errors there
+                    body = client.loadURDF(str(self.urdf_path), self.base_position, self.base_orientation,
+                                           useFixedBase=self.use_fixed_base, flags=self.urdf_flags)
             except pybullet.error as exc:
-                raise ModelLoadError(self.name, "load URDF",
-                                     f"cannot load URDF '{self.urdf_path}': {exc}") from None
+                said = re.sub(r"b3\w+\[[^\]]*\]:", "", "".join(printed))
+                said = " ".join(said.split())[:300]
+                raise ModelLoadError(self.name, "load URDF", f"cannot load URDF '{self.urdf_path}': "
+                                     f"{str(exc).rstrip('.')}" + (f" ({said})" if said else "")) from None
             self._client = client
             self._body = body
             # PyBullet's base pose is that of the base's inertial frame, not of the URDF frame:

@@ -240,7 +240,10 @@ CASES: list[Case] = [
     Case("algebraic_loop", "a cycle of direct feed-through under Gauss-Seidel",
          (), ("algebraic loop", "loop_a.y -> loop_b.u", "loop_b.y -> loop_a.u"), mutate=algebraic_loop),
     Case("urdf_fails_to_load", "a robot URDF that is not valid XML",
-         (), ("unit 'arm'", "broken_arm.urdf"), setup=broken_urdf),
+         (), ("unit 'arm'", "broken_arm.urdf", "XML_ERROR_PARSING"), setup=broken_urdf),
+    Case("robot_urdf_fails_to_load", "the smart factory's robot (plant.robot) a URDF file that is not valid XML",
+         (), ("cannot load URDF", "broken_arm.urdf", "XML_ERROR_PARSING"),
+         setup=lambda tmp: [f"plant.robot={broken_urdf(tmp)[0].split('=', 1)[1]}"], base=FACTORY),
     Case("scenario_not_yaml", "a scenario (attack) file that is not valid YAML",
          ("attack=broken_yaml",), ("not valid YAML", "broken_yaml.yaml", "line"), cli=True, episode=False, run=False),
     Case("scenario_malformed_event", "a scenario event without its start time (at)",
@@ -260,11 +263,9 @@ CASES: list[Case] = [
          (), ("detector model", "{tmp}/models/model.pkl", "not a model file"),
          setup=lambda tmp: model_dir(tmp, b"\x00garbage")),
     Case("twin_model_unsigned", "a twin model (FMU) without its signed manifest",
-         (), ("press_unsigned.fmu", "missing manifest"), setup=unsigned_twin_fmu, base=FACTORY,
-         marks=(pytest.mark.slow,)),
+         (), ("press_unsigned.fmu", "missing manifest"), setup=unsigned_twin_fmu, base=FACTORY),
     Case("twin_model_tampered", "a twin model (FMU) changed after it was signed",
-         (), ("press_tampered.fmu", "hash mismatch"), setup=tampered_twin_fmu, base=FACTORY,
-         marks=(pytest.mark.slow,)),
+         (), ("press_tampered.fmu", "hash mismatch"), setup=tampered_twin_fmu, base=FACTORY),
     Case("tracking_server_unreachable", "MLFLOW_TRACKING_URI pointing at a closed port",
          (), ("MLflow tracking server http://127.0.0.1:", "does not answer"), env=closed_port, cli=True, run=False),
     Case("unwritable_output_dir", "hydra.run.dir under a regular file",
@@ -355,6 +356,7 @@ def test_bad_input_gives_one_clear_error(case: Case, tmp_path, tracking_db, monk
     if case.run:
         run = MlflowClient(tracking_db).get_run(summary["mlflow_run_id"])
         assert run.info.status == "FAILED" and run.data.tags["error"] == summary["error"]
+        assert run.data.params["seed"] == "0" and "duration" in run.data.params  # what was logged is kept
     else:
         assert summary.get("mlflow_run_id") is None
     if case.fault_time is not None:  # what was recorded before the fault is kept
