@@ -22,6 +22,10 @@ where a figure does not apply), then extra keys. Definitions:
 - ``containment_latency_s`` and ``decision_wall_ms``: from the defence's ``summary()``.
 - ``twin_deviation_rms``: from the twin synchronisation's ``summary()``.
 - ``sim_time_s``, ``wall_time_s``, ``realtime_factor = sim_time_s / wall_time_s``.
+
+Determinism: the same config and seed give the same summary, bit for bit, except the keys of
+:data:`WALL_CLOCK_KEYS` (wall times, MLflow run id, audit log path and head hash), and the
+same traces byte for byte, with any launcher.
 """
 
 from __future__ import annotations
@@ -57,7 +61,38 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "realtime_factor",
 )
 
+# Keys of ``summary.json`` (at any depth) whose values depend on the wall clock or on where
+# and when the run happened, and so cannot be bit-identical between two runs of the same
+# config and seed: wall times and what is computed from them (``realtime_factor``, the
+# defence's decision times), the MLflow run id, the audit log's path and its head hash (every
+# audit record carries its wall time, so the chain's hashes differ). Everything else is
+# bit-identical for the same config and seed, whatever the launcher (basic, joblib, Ray):
+# ``tests/reliability/test_determinism.py`` compares :func:`deterministic_view` of the
+# summaries, and the traces byte for byte.
+WALL_CLOCK_KEYS: tuple[str, ...] = (
+    "wall_time_s",
+    "realtime_factor",
+    "decision_wall_ms",
+    "decision_wall_ms_mean",
+    "decision_wall_ms_max",
+    "wall_ms",
+    "total_wall_s",
+    "mlflow_run_id",
+    "audit_log",
+    "audit_head",
+)
+
 Series = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def deterministic_view(summary: Any, drop: Sequence[str] = WALL_CLOCK_KEYS) -> Any:
+    """``summary`` without the :data:`WALL_CLOCK_KEYS` at any depth (what must be bit-identical
+    for the same config and seed)."""
+    if isinstance(summary, Mapping):
+        return {k: deterministic_view(v, drop) for k, v in summary.items() if k not in drop}
+    if isinstance(summary, list | tuple):
+        return [deterministic_view(v, drop) for v in summary]
+    return summary
 
 
 def empty_summary() -> dict[str, Any]:
