@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import faulthandler
+import gc
 import hashlib
 import json
 import math
@@ -742,17 +743,25 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
 
     for name in ("summary.json", RUN_FILE, PARTIAL_TRACE):
         (out_dir / name).unlink(missing_ok=True)
+    uri = _prepare_fork(cfg, sweep_dir)
     clock = multiprocessing.get_context("fork").RawValue("d", math.nan)
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    gc.freeze()  # the child's collector leaves the parent's objects alone: no copy-on-write of them
+    try:
+        pid = os.fork()
+    except OSError:
+        gc.unfreeze()
+        raise
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:  # the episode's process
         code = EXIT_BUG
         try:
             global _HEARTBEAT
             _HEARTBEAT = clock
             faulthandler.disable()  # a crash is reported once, by the supervising process
-            _forget_tracking_stores()
+            _own_connections(uri)
             code = _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)[0]
         except BaseException:  # a bug: its traceback; the parent records the failure
             traceback.print_exc()
@@ -774,13 +783,55 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
     return _record_death(cfg, out_dir, code, clock.value, chash, summary)
 
 
-def _forget_tracking_stores() -> None:
-    """In a forked process: new database connections of its own for MLflow (not the parent's pool)."""
-    try:
-        from mlflow.tracking._tracking_service import utils as tracking_utils
+# Imported before forking, so that each episode's process has them (an import in the child
+# would be paid again by every episode).
+_PRELOAD = ("fmpy", "pybullet", "pyarrow.parquet", "cosim.attacks", "cosim.core.watchdog", "cosim.tracking.plots",
+            "experiments.relog")
 
-        tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-    except (ImportError, AttributeError):  # another MLflow: it makes its own
+
+def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
+    """Import what episodes use and open the MLflow store once, in the supervising process.
+
+    Returns:
+        The tracking URI the episode will use (``None`` without MLflow).
+    """
+    import importlib
+
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if cfg.get("plot", True):
+        import matplotlib
+
+        matplotlib.use("Agg")  # as cosim.tracking.plots does
+        importlib.import_module("matplotlib.pyplot")
+    if not cfg.mlflow.get("enabled", True):
+        return None
+    from cosim.tracking.mlflow_log import read_parent, tracking_exceptions, tracking_uri
+
+    uri = str((read_parent(sweep_dir) or {}).get("tracking_uri") or tracking_uri())
+    try:
+        from mlflow.tracking._tracking_service.utils import _get_store
+
+        _get_store(uri)  # cached: made once per process, not once per episode
+    except (ImportError, *tracking_exceptions()):
+        pass  # the episode reports it
+    return uri
+
+
+def _own_connections(uri: str | None) -> None:
+    """In a forked episode process: database connections of its own, not the parent's pooled ones."""
+    if uri is None:
+        return
+    try:
+        from mlflow.tracking._tracking_service.utils import _get_store
+
+        engine = getattr(_get_store(uri), "engine", None)
+        if engine is not None:
+            engine.dispose(close=False)  # forget the inherited pool without closing the parent's sockets
+    except Exception:  # best effort: the episode reports a store that does not work
         pass
 
 
