@@ -348,6 +348,11 @@ def test_bad_input_gives_one_clear_error(case: Case, tmp_path, tracking_db, monk
     assert wall < 120, f"{case.id} took {wall:.0f} s"
 
     summary_file = run_dir / "summary.json"
+    report = os.environ.get("BAD_INPUT_REPORT")  # a JSON-lines file: what the user saw, per case
+    if report:
+        with open(report, "a") as f:
+            f.write(json.dumps({"id": case.id, "error": line.replace(str(tmp_path), "<tmp>"),
+                                "wall_s": round(wall, 2), "summary": summary_file.exists()}) + "\n")
     if not case.episode:
         assert not summary_file.exists()
         return
@@ -361,6 +366,10 @@ def test_bad_input_gives_one_clear_error(case: Case, tmp_path, tracking_db, monk
         assert summary.get("mlflow_run_id") is None
     if case.fault_time is not None:  # what was recorded before the fault is kept
         rows = (run_dir / "trace.csv").read_text().splitlines()
+        if report:
+            with open(report, "a") as f:
+                f.write(json.dumps({"id": case.id, "trace_rows": len(rows) - 1,
+                                    "trace_end": float(rows[-1].split(",")[0])}) + "\n")
         assert float(rows[-1].split(",")[0]) == pytest.approx(case.fault_time, abs=0.02)
         assert len(rows) > 100
         if case.run:
