@@ -97,6 +97,13 @@ EXIT_BUG = 70  # exit status of an episode process that raised an unexpected exc
 # Keys that do not change an episode's results: left out of the config hash resume compares.
 OPERATIONAL_KEYS = ("resume", "progress", "watchdog", "isolation")
 _HEARTBEAT: Any = None  # shared with the supervising process: simulated time reached
+_IN_CHILD = False  # in an episode's forked process: its supervisor prints the error lines
+
+
+def _say_error(text: str) -> None:
+    """One ``error:`` line on stderr (in an episode's process: left to its supervisor)."""
+    if not _IN_CHILD:
+        print(f"error: {text}", file=sys.stderr, flush=True)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -624,7 +631,7 @@ def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] |
 
     def fail(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
         error = str(exc).strip() or type(exc).__name__
-        print(f"error: {error}", file=sys.stderr, flush=True)
+        _say_error(error)
         summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": type(exc).__name__,
                                      "config_hash": chash or None}
         if isinstance(exc, StepTimeout):
@@ -638,8 +645,9 @@ def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] |
                 log_episode(run, cfg, None, out_dir)
                 run.finish("FAILED", error=error)
             except (*_errors(), *tracking_exceptions()) as log_exc:
-                print(f"error: could not record the failure in MLflow: {server_error(log_exc, run.uri)}",
-                      file=sys.stderr, flush=True)
+                summary["mlflow_error"] = f"could not record the failure in MLflow: {server_error(log_exc, run.uri)}"
+                _say_error(summary["mlflow_error"])
+                write_summary(out_dir, summary)
         return 1, ordered(summary), run.run_id if run is not None else None
 
     def hung(exc: StepTimeout) -> None:  # from the watchdog's thread: record, then end the process
@@ -685,7 +693,7 @@ def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] |
     except tracking_exceptions() as exc:  # the episode is done and on disk: say so, keep it
         error = (f"{server_error(exc, run.uri)}; the episode finished and its results are in {out_dir}: "
                  f"log them later with python -m experiments.relog {out_dir}")
-        print(f"error: {error}", file=sys.stderr, flush=True)
+        _say_error(error)
         ep.summary["tracking_error"] = error
         write_summary(out_dir, ep.summary)
         return 1, ordered(ep.summary), run.run_id
@@ -758,8 +766,8 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
     if pid == 0:  # the episode's process
         code = EXIT_BUG
         try:
-            global _HEARTBEAT
-            _HEARTBEAT = clock
+            global _HEARTBEAT, _IN_CHILD
+            _HEARTBEAT, _IN_CHILD = clock, True
             faulthandler.disable()  # a crash is reported once, by the supervising process
             _own_connections(uri)
             code = _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)[0]
@@ -778,6 +786,9 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
     code = os.waitstatus_to_exitcode(wait_status)
     summary = _read_summary(out_dir)
     if summary is not None and code in (0, 1, EXIT_HUNG):
+        for key in ("error", "tracking_error", "mlflow_error"):  # the child's error lines, said here
+            if summary.get(key) and (key != "error" or summary.get("status") == "FAILED"):
+                _say_error(str(summary[key]))
         status = 0 if code == 0 else 1
         return status, ordered(summary), summary.get("mlflow_run_id")
     return _record_death(cfg, out_dir, code, clock.value, chash, summary)
