@@ -157,13 +157,15 @@ class ContainmentOrchestrator(Observer):
         for rule in rules:
             state = self._rule_state.setdefault(rule.name, {"incident": None})
             if state["incident"] != self.incident_id:
-                state.update(incident=self.incident_id, first_effective=None, escalated=False)
-            state["last_alert_t"] = alert.time
+                state.update(incident=self.incident_id, targets={}, escalated=False)
+            # alarms persist per target: a new target alarming later has its own containment time
+            target = state["targets"].setdefault(alert.target, {"first_effective": None})
+            target["last_alert_t"] = alert.time
             self._decide(rule.name, rule.actions, alert, f"rule '{rule.name}' matches {alert.kind} on {alert.target}")
-            if state["first_effective"] is None:
+            if target["first_effective"] is None:
                 eff = [r.effective_t for r in self.records if r.rule == rule.name and r.effective_t is not None
                        and r.containment and r.decided_t >= self.incidents[-1]["start_t"]]
-                state["first_effective"] = min(eff) if eff else None
+                target["first_effective"] = max(min(eff), alert.time) if eff else None
 
     def _open_incident(self, alert: Alert) -> None:
         if self.incident_start_tick is None:
@@ -255,18 +257,18 @@ class ContainmentOrchestrator(Observer):
                 continue
             if self.incident_start_tick is None:
                 continue
-            first = state.get("first_effective")
-            if first is None:
-                continue
-            last = state.get("last_alert_t")
-            if last is not None and last - first >= rule.escalate_after_s:
-                state["escalated"] = True
-                alert = next((a for a in reversed(self.alerts) if rule.match.matches(a)), None)
+            for name, target in state["targets"].items():
+                first, last = target["first_effective"], target["last_alert_t"]
+                if first is None or last - first < rule.escalate_after_s:
+                    continue
+                alert = next((a for a in reversed(self.alerts) if a.target == name and rule.match.matches(a)), None)
                 if alert is None:
                     continue
+                state["escalated"] = True
                 self._decide(rule.name, rule.escalate, alert,
-                             f"alerts matching rule '{rule.name}' persist {last - first:.3f} s after containment: "
-                             "escalate", direct=False)
+                             f"alerts on {name} matching rule '{rule.name}' persist {last - first:.3f} s after "
+                             "containment: escalate", direct=False)
+                break
 
     def _maybe_recover(self) -> None:
         settings = self.policy.recovery

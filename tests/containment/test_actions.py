@@ -133,6 +133,23 @@ def test_rearmed_attack_is_contained_again():
     assert [i["latency_s"] for i in s["incident_log"]] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize(("script", "escalated"), [
+    ([(0.2, "src.y"), (0.8, "src.y"), (1.4, "src.y")], True),    # the contained target keeps alarming
+    ([(0.2, "src.y"), (0.5, "src.y"), (1.5, "other.x")], False),  # a new target: its own containment time
+])
+def test_escalation_needs_alarms_on_the_same_target_to_persist(script, escalated):
+    policy = {"rules": [{"name": "r", "match": {"kind": ["spoofing"]},
+                         "actions": [{"action": "segment", "mode": "secure", "scope": "zone"}],
+                         "escalate": {"after_s": 1.0, "actions": [{"action": "notify", "to": ["operator"]}]}}],
+              "recovery": {"quiet_s": 5.0}}
+    master, _, orch, _ = system(policy, [(t, "spoofing", target) for t, target in script])
+    master.run(duration=2.0)
+    escalations = [r for r in orch.records if r.action == "notify"]
+    assert len(escalations) == int(escalated)
+    if escalated:
+        assert escalations[0].decided_t == pytest.approx(1.4) and escalations[0].alert_t is None
+
+
 def test_users_can_register_their_own_action():
     @register_action("log_twice")
     class LogTwice(Action):
