@@ -1017,7 +1017,7 @@ def cli() -> None:
             message += "\n" + str(exc.__cause__).strip().splitlines()[0]
         if isinstance(exc, yaml.YAMLError):
             message = f"a config file is not valid YAML: {message}"
-        elif isinstance(exc, OSError):  # the episode reports its own; this is Hydra's run directory
+        elif isinstance(exc, OSError) and not isinstance(exc, HydraException):  # Hydra's run directory
             message = f"cannot create the run directory: {message}"
         print(f"error: {_one_line(message) or type(exc).__name__}", file=sys.stderr)
         sys.exit(1)

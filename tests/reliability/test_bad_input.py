@@ -209,7 +209,8 @@ class Case:
 
 CASES: list[Case] = [
     Case("unknown_config_option", "a config group option that does not exist (plant=nope)",
-         ("plant=nope",), ("plant/nope", "demo, smart_factory, ssp"), cli=True, episode=False, run=False),
+         ("plant=nope",), ("error: In 'run': Could not find 'plant/nope'", "demo, smart_factory, ssp"), cli=True,
+         episode=False, run=False),
     Case("unknown_config_key", "an override of a key that does not exist (durration=5, a typo)",
          ("durration=5",), ("durration",), cli=True, episode=False, run=False),
     Case("malformed_override", "an override that does not parse (duration=[1,)",
