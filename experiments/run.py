@@ -1018,7 +1018,7 @@ def cli() -> None:
         if isinstance(exc, yaml.YAMLError):
             message = f"a config file is not valid YAML: {message}"
         elif isinstance(exc, OSError) and not isinstance(exc, HydraException):  # Hydra's run directory
-            message = f"cannot create the run directory: {message}"
+            message = f"cannot write to the run directory: {message}"
         print(f"error: {_one_line(message) or type(exc).__name__}", file=sys.stderr)
         sys.exit(1)
     finally:

@@ -270,7 +270,7 @@ CASES: list[Case] = [
     Case("tracking_server_unreachable", "MLFLOW_TRACKING_URI pointing at a closed port",
          (), ("MLflow tracking server http://127.0.0.1:", "does not answer"), env=closed_port, cli=True, run=False),
     Case("unwritable_output_dir", "hydra.run.dir under a regular file",
-         (), ("cannot create the run directory", "{tmp}/file.txt/run"), setup=file_in_the_way, cli=True,
+         (), ("cannot write to the run directory", "{tmp}/file.txt/run"), setup=file_in_the_way, cli=True,
          episode=False, run=False),
 ]
 
