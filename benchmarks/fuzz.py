@@ -44,6 +44,7 @@ import argparse
 import copy
 import json
 import math
+import random
 import sys
 import tempfile
 import time
@@ -316,7 +317,7 @@ def defence_policy(draw: Any) -> dict[str, Any]:
 
 
 @st.composite
-def alert_script(draw: Any, duration: float, events: list[dict[str, Any]]) -> list[list[Any]]:
+def alert_script(draw: Any, duration: float, events: list[dict[str, Any]], after: bool = True) -> list[list[Any]]:
     """When the probe raises alerts: ``[[t, kind, target], ...]`` (targets of the attacks or random)."""
     from cosim.containment.policy import KINDS
 
@@ -326,7 +327,7 @@ def alert_script(draw: Any, duration: float, events: list[dict[str, Any]]) -> li
     lo = 0.05
     ends = [attack_end(e) for e in events]
     over = max(ends) if ends else 0.0
-    if over + 0.05 + SAFE_BOUND_S < duration and draw(st.sampled_from([True, True, False])):
+    if over + 0.05 + SAFE_BOUND_S < duration and after:
         lo = over + 0.05  # only after the attacks: safe mode must then be reached within the bound
         n = max(n, 1)
     return sorted([[draw(_f(lo, duration)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(targets))]
@@ -364,14 +365,14 @@ NAN, INF = float("nan"), float("inf")
 _BAD_NUMBERS = (NAN, INF, -INF, -1.0, "abc", None, [1, 2])
 
 
-def _mutate(draw: Any, sc: Scenario) -> Scenario:
+def _mutate(draw: Any, sc: Scenario, rnd: random.Random) -> Scenario:
     cat = catalog()
     sc = copy.deepcopy(sc)
     if not sc.events:
         sc.events.append(draw(attack_event(sc.duration)))
-    ev = sc.events[draw(st.integers(0, len(sc.events) - 1))]
-    what = draw(st.sampled_from(["kind", "at", "duration", "target", "mode", "number", "param_key", "trait",
-                                 "event_key", "missing_key", "conduit", "duplicate_name"]))
+    ev = sc.events[rnd.randrange(len(sc.events))]
+    what = rnd.choice(["kind", "at", "duration", "target", "mode", "number", "param_key", "trait",
+                       "event_key", "missing_key", "conduit", "duplicate_name"])
     if what == "kind":
         ev["attack"] = draw(st.sampled_from(["nonexistent", "spoofin", "no.such.Class", "cosim.attacks.base.Timer"]))
     elif what == "at":
@@ -444,16 +445,38 @@ def _mutate(draw: Any, sc: Scenario) -> Scenario:
 def scenarios(draw: Any, invalid_share: float = 0.25) -> Scenario:
     """A fuzzed episode: conduit settings, 1-3 attack events, a policy, alert times; sometimes invalid."""
     cat = catalog()
-    duration = draw(st.sampled_from([3.0, 4.0, 5.0, 6.0, 8.0]))
+    from cosim.attacks import ATTACKS
+
+    # the structure (kinds, timing, valid or not) from a plain generator seeded by hypothesis:
+    # uniform over the kinds and mutations (hypothesis' own choices favour the first ones)
+    rnd = random.Random(draw(st.integers(0, 2**32 - 1)))
+    duration = float(rnd.choice([4, 5, 6, 7]))
     conduits = {name: draw(conduit_settings(name)) for name in cat.conduits}
-    events = draw(st.lists(attack_event(duration), min_size=1, max_size=3))
+    kinds = tuple(sorted(ATTACKS))
+    events = [draw(attack_event(duration, kinds=(rnd.choice(kinds),))) for _ in range(rnd.randint(1, 3))]
+    if rnd.random() < 0.6:  # attacks over early: the policy's safe mode is then checked
+        for ev in events:
+            _finish_early(ev, rnd)
     for i, ev in enumerate(events):
         ev["name"] = f"{ev['attack']}_{i}"
     sc = Scenario(draw(st.integers(0, 2**31 - 1)), duration, conduits, events, draw(defence_policy()),
-                  draw(alert_script(duration, events)))
-    if draw(st.sampled_from(range(100))) < round(100 * invalid_share):
-        sc = _mutate(draw, sc)
+                  draw(alert_script(duration, events, after=rnd.random() < 0.7)))
+    if rnd.random() < invalid_share:
+        sc = _mutate(draw, sc, rnd)
     return sc
+
+
+def _finish_early(event: dict[str, Any], rnd: random.Random) -> None:
+    """Move an event (or a lateral movement's hops) into the first 3 s, with a finite window."""
+    if event["attack"] == "lateral":
+        for hop in event["params"]["hops"]:
+            _finish_early(hop, rnd)
+        event["at"] = min(h["at"] for h in event["params"]["hops"])
+        return
+    event["at"] = round(rnd.uniform(0.05, 1.5), 4)
+    event["duration"] = round(rnd.uniform(0.05, 1.5), 4)
+    if event["attack"] == "replay":
+        event["params"]["record_s"] = round(min(event["params"]["record_s"], event["at"]), 4)
 
 
 # The probe -------------------------------------------------------------------------------
@@ -907,7 +930,18 @@ def main(argv: list[str] | None = None) -> int:
     walls: list[float] = []
     work = Path(tempfile.mkdtemp(prefix="cosim-fuzz-")) if args.keep is None else args.keep
     t_start = time.perf_counter()
+    failures_log = args.out.with_suffix(".failures.jsonl")
+    failures_log.parent.mkdir(parents=True, exist_ok=True)
+    failures_log.write_text("")
     catalog()
+
+    def dump(partial: bool) -> None:
+        done = dict(figures, wall_s_total=round(time.perf_counter() - t_start, 1), finished=not partial)
+        if walls:
+            done["wall_s_per_scenario"] = {"mean": round(float(np.mean(walls)), 3),
+                                           "median": round(float(np.median(walls)), 3),
+                                           "max": round(float(np.max(walls)), 3)}
+        args.out.write_text(json.dumps(done, indent=2, default=str))
 
     def record(sc: Scenario | None, out: Outcome, kind: str) -> None:
         figures["scenarios"] += kind == "episode"
@@ -925,11 +959,14 @@ def main(argv: list[str] | None = None) -> int:
         figures["broken_invariants"] += bool(out.broken)
         figures["nan"] += bool(out.nan)
         if out.failed:
-            figures["failures"].append({"harness": kind, "status": out.status, "error": out.error,
-                                        "broken": out.broken, "nan": out.nan,
-                                        "scenario": sc.as_dict() if sc is not None else None})
+            failure = {"harness": kind, "status": out.status, "error": out.error, "broken": out.broken,
+                       "nan": out.nan, "scenario": sc.as_dict() if sc is not None else None}
+            figures["failures"].append(failure)
+            with failures_log.open("a") as fh:  # as they come: a long run can be looked at while it goes
+                fh.write(json.dumps(failure, default=str) + "\n")
         n = len(walls)
         if n % 25 == 0:
+            dump(partial=True)
             print(f"{n} cases, {figures['crashes']} crashes, {figures['broken_invariants']} broken, "
                   f"{figures['nan']} NaN, {time.perf_counter() - t_start:.0f} s", file=sys.stderr, flush=True)
 
@@ -963,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
         del before
     total = time.perf_counter() - t_start
     figures["wall_s_total"] = round(total, 1)
+    figures["finished"] = True
     if ep_wall:
         figures["wall_s_per_scenario"] = {"mean": round(float(np.mean(ep_wall)), 3),
                                           "median": round(float(np.median(ep_wall)), 3),
