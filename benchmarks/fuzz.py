@@ -280,11 +280,12 @@ def attack_event(draw: Any, duration: float, kinds: tuple[str, ...] | None = Non
 
 
 @st.composite
-def defence_policy(draw: Any) -> dict[str, Any]:
+def defence_policy(draw: Any, rnd: random.Random | None = None) -> dict[str, Any]:
     """A policy that demands safe mode (in most draws) and random other actions on the probe's alerts."""
+    rnd = rnd or random.Random(draw(st.integers(0, 2**32 - 1)))
     safe_cuttable = [c for c in catalog().conduits if c not in CRITICAL_CONDUITS]
     actions: list[dict[str, Any]] = []
-    if draw(st.integers(0, 9)) > 0:
+    if rnd.random() < 0.9:
         actions.append({"action": "safe_mode"})
     if draw(st.booleans()):
         actions.append({"action": "segment", "mode": "cut", "scope": "conduit",
@@ -310,27 +311,30 @@ def defence_policy(draw: Any) -> dict[str, Any]:
                       "read_only": [], "reset": {"plc.reset_cmd": True}},
         "snapshots": {"period_s": draw(_f(0.5, 2.0)), "keep": draw(st.integers(1, 4)), "history_s": 10.0,
                       "prewarm_sandbox": draw(st.booleans())},
-        "recovery": {"auto_resume": draw(st.booleans()), "quiet_s": draw(_f(0.5, 3.0)),
-                     "restart_delay_s": draw(_f(0.0, 5.0)), "check_twin": draw(st.booleans()), "retrain": False},
+        "recovery": {"auto_resume": rnd.random() < 0.5, "quiet_s": round(rnd.uniform(0.5, 3.0), 3),
+                     "restart_delay_s": round(rnd.uniform(0.0, 6.0), 3), "check_twin": draw(st.booleans()),
+                     "retrain": False},
         "audit": {"file": "audit.jsonl"},
     }
 
 
 @st.composite
-def alert_script(draw: Any, duration: float, events: list[dict[str, Any]], after: bool = True) -> list[list[Any]]:
+def alert_script(draw: Any, duration: float, events: list[dict[str, Any]], rnd: random.Random | None = None,
+                 after: bool = True) -> list[list[Any]]:
     """When the probe raises alerts: ``[[t, kind, target], ...]`` (targets of the attacks or random)."""
     from cosim.containment.policy import KINDS
 
     cat = catalog()
     targets = [e["target"] for e in events] + list(cat.sources[:5]) + list(cat.conduits)
-    n = draw(st.integers(0, 4))
+    rnd = rnd or random.Random(draw(st.integers(0, 2**32 - 1)))
+    n = rnd.randint(0, 4)
     lo = 0.05
     ends = [attack_end(e) for e in events]
     over = max(ends) if ends else 0.0
     if over + 0.05 + SAFE_BOUND_S < duration and after:
         lo = over + 0.05  # only after the attacks: safe mode must then be reached within the bound
         n = max(n, 1)
-    return sorted([[draw(_f(lo, duration)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(targets))]
+    return sorted([[round(rnd.uniform(lo, duration), 4), rnd.choice(KINDS), rnd.choice(targets)]
                    for _ in range(n)])
 
 
@@ -450,7 +454,7 @@ def scenarios(draw: Any, invalid_share: float = 0.25) -> Scenario:
     # the structure (kinds, timing, valid or not) from a plain generator seeded by hypothesis:
     # uniform over the kinds and mutations (hypothesis' own choices favour the first ones)
     rnd = random.Random(draw(st.integers(0, 2**32 - 1)))
-    duration = float(rnd.choice([4, 5, 6, 7]))
+    duration = float(rnd.choice([5, 6, 7, 8]))
     conduits = {name: draw(conduit_settings(name)) for name in cat.conduits}
     kinds = tuple(sorted(ATTACKS))
     events = [draw(attack_event(duration, kinds=(rnd.choice(kinds),))) for _ in range(rnd.randint(1, 3))]
@@ -459,8 +463,8 @@ def scenarios(draw: Any, invalid_share: float = 0.25) -> Scenario:
             _finish_early(ev, rnd)
     for i, ev in enumerate(events):
         ev["name"] = f"{ev['attack']}_{i}"
-    sc = Scenario(draw(st.integers(0, 2**31 - 1)), duration, conduits, events, draw(defence_policy()),
-                  draw(alert_script(duration, events, after=rnd.random() < 0.7)))
+    sc = Scenario(draw(st.integers(0, 2**31 - 1)), duration, conduits, events, draw(defence_policy(rnd)),
+                  draw(alert_script(duration, events, rnd, after=rnd.random() < 0.7)))
     if rnd.random() < invalid_share:
         sc = _mutate(draw, sc, rnd)
     return sc
