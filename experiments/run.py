@@ -312,7 +312,8 @@ def run_episode(cfg: DictConfig, out_dir: Path,
     def write_records() -> None:
         formats = list(cfg.record.get("formats") or [])
         if "csv" in formats:
-            files["trace"] = str(recorder.write_csv(out_dir / "trace.csv"))
+            path = recorder.finish_checkpoint(out_dir / "trace.csv") or recorder.write_csv(out_dir / "trace.csv")
+            files["trace"] = str(path)
         if "parquet" in formats:
             files["trace_parquet"] = str(recorder.write_parquet(out_dir / "trace.parquet"))
         recorder.close_checkpoint()

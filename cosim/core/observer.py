@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from abc import ABC
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,6 +194,18 @@ class Recorder(Observer):
             fh.flush()
             self._ckpt_marks.append((len(self.rows), fh.tell()))
         self._ckpt_at = len(self.rows) + self._ckpt_every
+
+    def finish_checkpoint(self, path: str | Path) -> Path | None:
+        """Complete the checkpoint file and move it to ``path``: :meth:`write_csv` without
+        writing the rows a second time. Stops checkpointing; ``None`` when there is none."""
+        if self._ckpt is None or not self._ckpt_marks:
+            return None
+        self.checkpoint()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._ckpt, path)
+        self._ckpt, self._ckpt_at, self._ckpt_marks = None, math.inf, []
+        return path
 
     def close_checkpoint(self) -> None:
         """Stop checkpointing and remove the checkpoint file (the full trace is written)."""

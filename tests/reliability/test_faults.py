@@ -146,6 +146,28 @@ def test_checkpointed_trace_equals_the_full_trace(tmp_path, tracking):
     assert trace_end(out) == pytest.approx(3.0)
 
 
+def test_recorder_checkpoint_equals_write_csv_across_a_rollback(tmp_path):
+    from cosim import FMUUnit, Master, Recorder
+    from models.build import build_fmu
+
+    m = Master(0.01)
+    m.add_unit(FMUUnit("f", build_fmu("faulty")))
+    m.set_input("f.u", 1.0)
+    rec = m.add_observer(Recorder(["f.y", "f.t"]))
+    m.build()
+    rec.checkpoint_to(tmp_path / "partial.csv", 7)
+    m.step(20)
+    snap = m.save_snapshot()
+    m.step(30)  # checkpointed rows beyond the snapshot are cut from the file on restore
+    m.restore_snapshot(snap)
+    m.step(33)
+    rec.checkpoint()
+    assert (tmp_path / "partial.csv").read_text() == rec.write_csv(tmp_path / "full.csv").read_text()
+    assert rec.finish_checkpoint(tmp_path / "trace.csv") == tmp_path / "trace.csv"
+    assert (tmp_path / "trace.csv").read_text() == (tmp_path / "full.csv").read_text()
+    assert not (tmp_path / "partial.csv").exists() and rec.finish_checkpoint(tmp_path / "x.csv") is None
+
+
 # A sweep goes on ---------------------------------------------------------------------------
 def run_sweep(root: Path, *overrides: str, wait: bool = True) -> subprocess.Popen:
     conf = write_conf(root / "conf")
