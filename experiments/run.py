@@ -677,6 +677,8 @@ def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] |
                 run.log_params(params)
                 write_run_file(out_dir, run, params, _run_tags(cfg, chosen, sweep_dir, job), run.run.info.run_name)
             except tracking_exceptions() as exc:
+                if isinstance(exc, TrackingError):
+                    raise
                 raise TrackingError(server_error(exc, run.uri if run is not None else None)) from None
         ep = run_episode(cfg, out_dir, on_timeout=hung)
         ep.summary["total_wall_s"] = time.perf_counter() - t0

@@ -258,6 +258,8 @@ def reopen(run_id: str, uri: str | None = None) -> EpisodeRun:
 
 def server_error(exc: BaseException, uri: str | None = None) -> str:
     """One line about a tracking store that could not be reached or refused a call."""
+    if isinstance(exc, TrackingError):
+        return str(exc)
     text = " ".join(str(exc).split())
     if len(text) > 300:
         text = text[:300] + "..."
@@ -266,7 +268,8 @@ def server_error(exc: BaseException, uri: str | None = None) -> str:
 
 
 def tracking_exceptions() -> tuple[type[BaseException], ...]:
-    """What a call to the tracking store raises when the store is away or refuses it."""
+    """What a call to the tracking store raises when the store is away or refuses it (including
+    :class:`~cosim.errors.TrackingError` from :func:`check_server`)."""
     from mlflow.exceptions import MlflowException
 
     extra: tuple[type[BaseException], ...] = ()
@@ -276,4 +279,4 @@ def tracking_exceptions() -> tuple[type[BaseException], ...]:
         extra = (requests.RequestException,)
     except ImportError:  # pragma: no cover
         pass
-    return (MlflowException, OSError, *extra)
+    return (MlflowException, TrackingError, OSError, *extra)
