@@ -69,10 +69,10 @@ def find_sweep(mlf: Any, sweep: str | None = None, experiment: str | None = None
 
 
 def child_runs(mlf: Any, parent: Any) -> list[Any]:
-    """Every child run of ``parent``."""
-    return list(mlf.search_runs([parent.info.experiment_id],
-                                filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                                max_results=50000))
+    """Every child run of ``parent`` but those a resumed sweep ran again (tag ``superseded``)."""
+    runs = mlf.search_runs([parent.info.experiment_id],
+                           filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=50000)
+    return [r for r in runs if r.data.tags.get("superseded") != "true"]
 
 
 def _stats(values: Sequence[float]) -> tuple[float | None, float | None]:

@@ -22,6 +22,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
+from cosim.tracking.report import child_runs
 from experiments.relog import main as relog_main
 from experiments.run import execute
 from tests.experiments.test_run_server import free_port
@@ -331,3 +332,5 @@ def test_killed_sweep_is_resumed_without_rerunning_finished_jobs(tmp_path):
         assert mlf.get_run(killed[j]).info.status == "KILLED"  # left RUNNING by the killed sweep
         run = mlf.get_run(after[j]["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
+    # the report counts each job once: the killed attempts are superseded
+    assert {r.info.run_id for r in child_runs(mlf, p)} == {after[j]["mlflow_run_id"] for j in after}
