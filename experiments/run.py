@@ -349,6 +349,10 @@ def run_episode(cfg: DictConfig, out_dir: Path,
         wall = time.perf_counter() - t0
         write_records()
         master.terminate()
+        for obs in observers.values():  # what holds resources of its own: the defence's sandbox twin, files
+            close = getattr(obs, "close", None)
+            if callable(close):
+                close()
     sim_time = master.time - spec.start_time
     for obs in observers.values():
         if hasattr(obs, "write"):

@@ -105,14 +105,12 @@ class UpdateEndpoint:
         return result
 
 
-_ENDPOINTS: weakref.WeakKeyDictionary[Any, UpdateEndpoint] = weakref.WeakKeyDictionary()
-
-
 def update_endpoint(master: Master) -> UpdateEndpoint:
-    """The update endpoint of ``master`` (created on first use)."""
-    endpoint = _ENDPOINTS.get(master)
+    """The update endpoint of ``master`` (created on first use; it goes with the master:
+    an interceptor may refer to the master without keeping it alive)."""
+    endpoint = master.extensions.get("update_endpoint")
     if endpoint is None:
-        endpoint = _ENDPOINTS[master] = UpdateEndpoint(master)
+        endpoint = master.extensions["update_endpoint"] = UpdateEndpoint(master)
     return endpoint
 
 

@@ -151,6 +151,9 @@ class Master:
         self._plans: list[_Plan] = []
         self._version = 0
         self.network: Network | None = None
+        # objects other layers keep per running system (e.g. the attack layer's model-update
+        # endpoint): they live exactly as long as this master, whatever they refer to
+        self.extensions: dict[str, Any] = {}
 
     # Building ------------------------------------------------------------------------
     def add_unit(self, unit: Unit, step_ticks: int = 1) -> Unit:

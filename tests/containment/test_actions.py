@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from cosim.containment import ContainmentOrchestrator, ModelUpdate, register_action
@@ -148,6 +151,18 @@ def test_escalation_needs_alarms_on_the_same_target_to_persist(script, escalated
     assert len(escalations) == int(escalated)
     if escalated:
         assert escalations[0].decided_t == pytest.approx(1.4) and escalations[0].alert_t is None
+
+
+def test_a_finished_system_is_freed():
+    """Nothing global keeps a finished system alive (the update endpoint goes with its master)."""
+    master, net, orch, ctx = system(rule({"action": "notify", "to": ["operator"]}), [(0.05, "spoofing", "src.y")])
+    master.run(duration=0.1)
+    orch.close()
+    master.terminate()
+    ref = weakref.ref(master)
+    del master, net, orch, ctx
+    gc.collect()
+    assert ref() is None
 
 
 def test_users_can_register_their_own_action():

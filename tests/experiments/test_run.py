@@ -53,6 +53,7 @@ def test_episode_writes_summary_and_logs_to_mlflow(tmp_path, tracking):
     assert 0.0 < data["f1"] <= 1.0 and data["containment_latency_s"] == 0.0
     assert data["realtime_factor"] == pytest.approx(data["sim_time_s"] / data["wall_time_s"])
     assert data["parts_produced"] is None  # the demo plant has no production monitor
+    assert data["defence"]["closed"] is True  # what holds resources (a sandbox twin, files) is closed
     c = data["confusion"]
     assert c["tp"] + c["fp"] + c["tn"] + c["fn"] == 301  # grid: recorder samples, every tick of 3 s
     run = MlflowClient(tracking).get_run(run_id)

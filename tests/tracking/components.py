@@ -63,10 +63,14 @@ class FlagDefence(Observer):
         self.actions: list[dict[str, Any]] = []
         self.first_alarm: float | None = None
         self.wall_ms: list[float] = []
+        self.closed = False
 
     def attach(self, ctx: EpisodeContext) -> None:
         self.ctx = ctx
         ctx.bus.subscribe(self.on_alert)
+
+    def close(self) -> None:
+        self.closed = True
 
     def on_alert(self, alert: Alert) -> None:
         if self.first_alarm is None:
@@ -79,4 +83,4 @@ class FlagDefence(Observer):
     def summary(self) -> dict[str, Any]:
         return {"containment_latency_s": 0.0 if self.actions else None,
                 "decision_wall_ms": float(np.mean(self.wall_ms)) if self.wall_ms else None,
-                "actions": list(self.actions)}
+                "actions": list(self.actions), "closed": self.closed}
