@@ -758,6 +758,7 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
 
     for name in ("summary.json", RUN_FILE, PARTIAL_TRACE):
         (out_dir / name).unlink(missing_ok=True)
+    _warm_models(cfg, search_dirs)
     uri = _prepare_fork(cfg, sweep_dir)
     clock = multiprocessing.get_context("fork").RawValue("d", math.nan)
     sys.stdout.flush()
@@ -837,6 +838,39 @@ def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
     except (ImportError, *tracking_exceptions()):
         pass  # the episode reports it
     return uri
+
+
+_WARMED: set[tuple[str, int, int]] = set()
+
+
+def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
+    """Load each detector model file once per process before forking, so that the libraries its
+    unpickling imports (scikit-learn: seconds) are in memory for every episode's process.
+    Anything wrong is left for the episode to report."""
+    from cosim.detection.models import load_model
+
+    try:
+        resolved = copy.deepcopy(cfg)
+        resolve_detector(resolved, search_dirs)
+        detectors = resolved.detector.get("detectors") or {}
+        models = [str(node.get("model")) for node in detectors.values()
+                  if OmegaConf.is_dict(node) and isinstance(node.get("model"), str)]
+    except Exception:
+        return
+    for model in models:
+        path = Path(model)
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # not a local file (an MLflow URI), or not fitted yet
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        if key in _WARMED:
+            continue
+        try:
+            load_model(path)
+        except Exception:
+            continue
+        _WARMED.add(key)
 
 
 def _own_connections(uri: str | None) -> None:
