@@ -68,6 +68,11 @@ SAFE_BOUND_S = 3.0  # bound_s of the fuzz policy's safe mode
 # conduits whose loss of service keeps the PLC from seeing or commanding its safe state: the
 # fuzz policy cuts, rate-limits and quarantines only the others
 CRITICAL_CONDUITS = ("field_to_control", "control_to_field")
+# ... and their drawn settings may starve the control loop by themselves (the cell sends about
+# 41 kB/s and 5 frames per tick over field_to_control): below these, reaching the safe state in
+# its bound is not owed, only an honest report of it (see check_outcome)
+CONTROL_MIN_BPS = 2e5
+CONTROL_MIN_QUEUE = 10
 SAFE_SIGNALS = ("plc.safe_mode_cmd", "plc.reset_cmd", "hmi.safe_mode_cmd")
 
 
@@ -693,6 +698,16 @@ def run_scenario(sc: Scenario, out_dir: Path) -> Outcome:
     return out
 
 
+def control_path_has_capacity(sc: Scenario) -> bool:
+    """Whether the drawn settings of the PLC's conduits carry the cell's control traffic."""
+    for name in CRITICAL_CONDUITS:
+        c = sc.conduits.get(name) or {}
+        bw, queue = c.get("bandwidth_bps"), c.get("queue_limit")
+        if bw is not None and (bw < CONTROL_MIN_BPS or (queue is not None and queue < CONTROL_MIN_QUEUE)):
+            return False
+    return True
+
+
 def check_outcome(sc: Scenario, summary: Mapping[str, Any], probe: FuzzProbe | None, out_dir: Path,
                   out: Outcome) -> None:
     from cosim.containment.audit import verify_audit
@@ -738,13 +753,14 @@ def check_outcome(sc: Scenario, summary: Mapping[str, Any], probe: FuzzProbe | N
         if released is not None and released < decided + bound:
             continue
         out.safe_checked += 1
-        reached = [t for t, s in probe.safe if decided - 1e-9 <= t <= decided + bound + 1e-9 and s]
-        if not reached:
+        reached = bool([t for t, s in probe.safe if decided - 1e-9 <= t <= decided + bound + 1e-9 and s])
+        exceeded = bool((a.get("detail") or {}).get("bound_exceeded"))
+        if not reached and control_path_has_capacity(sc):
             out.broken.append(f"safe mode decided at {decided:.2f} s not reached within {bound} s "
                               f"(episode ends {end:.2f} s)")
-        detail = a.get("detail") or {}
-        if detail.get("bound_exceeded"):
-            out.broken.append(f"orchestrator reports safe-state bound exceeded for the decision at {decided:.2f} s")
+        if exceeded == reached:  # the orchestrator's report must match what the plant did
+            out.broken.append(f"safe mode decided at {decided:.2f} s: reached {reached}, but the orchestrator "
+                              f"reports the bound {'exceeded' if exceeded else 'kept'}")
 
 
 # The network-level harness -----------------------------------------------------------------
