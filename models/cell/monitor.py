@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,10 @@ class CellMonitor(Observer):
     def on_start(self, master: Master) -> None:
         self._master = master
         self._roles = list(self.signals)
-        self._reader = PortReader(master, [self.signals[r] for r in self._roles], "monitor")
+        ports = [self.signals[r] for r in self._roles]
+        self._reader = PortReader(master, ports, "monitor")
+        # what it reads changes only when one of its units steps: look only then
+        self._every = math.gcd(*(master.step_ticks.get(p.split(".", 1)[0], 1) for p in ports))
         self._reset()
         self.t0 = master.time
         self.last_completion = master.time
@@ -83,6 +87,11 @@ class CellMonitor(Observer):
     def after_step(self, tick: int) -> None:
         assert self._master is not None
         t = self._master.grid.time(tick)
+        if tick % self._every:
+            if self.down_since is not None:
+                self.downtime[-1][1] = t
+            self.t = t
+            return
         now = self._read()
         last = self.last
         for kind in ("good", "rejected"):

@@ -98,8 +98,7 @@ def test_deviation_is_zero_when_the_twin_is_exact():
     """With the plant's own noise switched off and the same seed, the twin predicts exactly."""
     master, sync, _, _ = cell_with_twin(
         "+plant.units.conveyor.parameters.speed_noise=0", "+plant.units.conveyor.parameters.current_noise=0",
-        "+plant.units.press.parameters.pressure_noise=0", "+plant.units.press.parameters.position_noise=0",
-        "plant.twin.step_ticks.conveyor=1", "plant.twin.step_ticks.press=1")
+        "+plant.units.press.parameters.pressure_noise=0", "+plant.units.press.parameters.position_noise=0")
     master.run(duration=5.0)
     s = sync.summary()
     assert s["signals"]["conveyor.speed_meas"]["max"] == 0.0
