@@ -65,6 +65,8 @@ __all__ = ["EE_NAMES", "ROBOTS", "BulletArm", "BulletArmState", "RobotPreset"]
 EE_NAMES = ("ee_x", "ee_y", "ee_z", "ee_qx", "ee_qy", "ee_qz", "ee_qw")
 _MOVABLE = (pybullet.JOINT_REVOLUTE, pybullet.JOINT_PRISMATIC)
 _REL_TOL = 1e-9
+#: Engine parameters the unit sets itself (time step, determinism, solver iterations).
+_FIXED_ENGINE_PARAMETERS = frozenset({"fixedTimeStep", "deterministicOverlappingPairs", "numSolverIterations"})
 _owner_ids = itertools.count(1)
 
 
@@ -188,6 +190,8 @@ class BulletArm(Unit):
         urdf_flags: extra ``loadURDF`` flags (e.g. ``pybullet.URDF_USE_SELF_COLLISION``).
         solver_iterations: PyBullet ``numSolverIterations`` (default: PyBullet's 50); fewer
             iterations run faster (KUKA ~1.5x at 10) at some loss of constraint accuracy.
+        engine_parameters: further ``setPhysicsEngineParameter`` keywords, e.g.
+            ``{solverResidualThreshold: 1e-4}`` (the solver stops iterating once converged).
     """
 
     def __init__(
@@ -210,6 +214,7 @@ class BulletArm(Unit):
         finger_joints: Sequence[str] | None = None,
         urdf_flags: int = 0,
         solver_iterations: int | None = None,
+        engine_parameters: Mapping[str, float | int] | None = None,
     ) -> None:
         super().__init__(name)
         self.robot = str(robot)
@@ -238,6 +243,15 @@ class BulletArm(Unit):
         if solver_iterations is not None and int(solver_iterations) < 1:
             raise ConfigurationError(f"unit '{name}': solver_iterations must be >= 1, got {solver_iterations!r}")
         self.solver_iterations = None if solver_iterations is None else int(solver_iterations)
+        self.engine_parameters = dict(engine_parameters or {})
+        bad = {k: v for k, v in self.engine_parameters.items()
+               if k in _FIXED_ENGINE_PARAMETERS or isinstance(v, bool) or not isinstance(v, int | float)
+               or not math.isfinite(v)}
+        if bad:
+            raise ConfigurationError(
+                f"unit '{name}': engine_parameters must be numbers other than "
+                f"{sorted(_FIXED_ENGINE_PARAMETERS)} (set by the unit itself); got {bad}"
+            )
         self._ee_link_name = ee_link
         self._finger_names = None if finger_joints is None else [str(f) for f in finger_joints]
         # Per-joint settings are resolved once the URDF is loaded (joint count known then).
@@ -287,6 +301,11 @@ class BulletArm(Unit):
             client.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
             if self.solver_iterations is not None:
                 client.setPhysicsEngineParameter(numSolverIterations=self.solver_iterations)
+            if self.engine_parameters:
+                try:
+                    client.setPhysicsEngineParameter(**self.engine_parameters)
+                except TypeError as exc:
+                    raise ConfigurationError(f"unit '{self.name}': engine_parameters: {exc}") from None
             try:
                 with _c_stdout() as printed:  # PyBullet's parser prints its errors there
                     body = client.loadURDF(str(self.urdf_path), self.base_position, self.base_orientation,
@@ -704,6 +723,7 @@ class BulletArm(Unit):
             "physics_step": self.physics_step,
             "gravity": list(self.gravity),
             "solver_iterations": self.solver_iterations,
+            "engine_parameters": dict(sorted(self.engine_parameters.items())),
             "controlled": list(self._controlled),
             "forces": list(self._forces), "kps": list(self._kps), "kds": list(self._kds),
             "variables": list(self._variables),

@@ -270,3 +270,17 @@ def test_step_before_setup_is_a_unit_error():
             arm.step(0, 1)
     finally:
         arm.terminate()
+
+
+def test_engine_parameters_reach_the_world_and_bad_ones_are_refused(make_arm):
+    arm = make_arm(engine_parameters={"solverResidualThreshold": 1e-4}, solver_iterations=10)
+    params = arm.client.getPhysicsEngineParameters()
+    assert params["numSolverIterations"] == 10
+    assert arm._portable_identity()["engine_parameters"] == {"solverResidualThreshold": 1e-4}
+    for bad in ({"fixedTimeStep": 0.1}, {"solverResidualThreshold": float("nan")}, {"numSubSteps": True}):
+        with pytest.raises(ConfigurationError, match="engine_parameters"):
+            BulletArm("arm", "kuka", engine_parameters=bad)
+    unknown = BulletArm("arm_x", "kuka", engine_parameters={"noSuchParameter": 1})
+    with pytest.raises(ConfigurationError, match=r"arm_x.*engine_parameters"):
+        unknown.setup(GRID)
+    unknown.terminate()
