@@ -109,7 +109,7 @@ class FeatureExtractor:
         assert master is not None, "FeatureExtractor.sample before bind"
         parts: list[Any] = []
         if self._physics is not None:
-            parts += [float(v) for v in self._physics.read()]
+            parts += self._physics.read()
         if self._twin is not None:
             latest = self._twin.latest
             parts += [abs(float(latest[i])) for i in self._res_index]
@@ -157,10 +157,11 @@ class RollingWindow:
     def push(self, x: np.ndarray) -> np.ndarray:
         if self.width <= 1:
             return x
-        self.rows.append(x)
-        if len(self.rows) > self.width:
-            self.rows.pop(0)
-        return np.concatenate([x, np.mean(self.rows, axis=0)])
+        rows = self.rows
+        rows.append(x)
+        if len(rows) > self.width:
+            rows.pop(0)
+        return np.concatenate([x, np.add.reduce(rows) / len(rows)])
 
 
 def check_names(expected: Sequence[str], got: Sequence[str], what: str) -> None:

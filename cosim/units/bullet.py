@@ -269,6 +269,7 @@ class BulletArm(Unit):
         self._index: dict[str, int] = {}
         self._values: list[float] = []  # inputs then outputs; mutated in place, never rebound
         self._sent: list[float] | None = None  # joint targets currently set on the motors
+        self._signature: tuple[int, str] | None = None  # (bodies, world_signature()) while unchanged
 
     # ------------------------------------------------------------------ loading
     def _resolve_urdf(self, robot: str | os.PathLike[str]) -> Path:
@@ -478,6 +479,7 @@ class BulletArm(Unit):
         Add bodies before taking snapshots: PyBullet restores states only into the same world.
         """
         client = self.client
+        self._signature = None
         orn = tuple(orientation)
         if len(orn) == 3:
             orn = tuple(client.getQuaternionFromEuler(orn))
@@ -690,10 +692,21 @@ class BulletArm(Unit):
                 self._client.removeState(state.state_id)
 
     # ------------------------------------------------------------------ portable state
+    def invalidate_signature(self) -> None:
+        """Forget the cached :meth:`world_signature` (the world's structure was changed)."""
+        self._signature = None
+
     def world_signature(self) -> str:
         """SHA-256 of the world's structure: every body, link, joint, shape and dynamics setting
-        (not poses or velocities). Two worlds with the same signature can exchange states."""
+        (not poses or velocities). Two worlds with the same signature can exchange states.
+
+        Computed once and kept until a body is added through :meth:`add_body`; after changing
+        bodies or dynamics through :attr:`client` directly, call :meth:`invalidate_signature`."""
         client = self.client
+        n_bodies = client.getNumBodies()
+        cached = self._signature
+        if cached is not None and cached[0] == n_bodies:
+            return cached[1]
         bodies: list[Any] = []
         visual_cache: dict[int, Any] = {}
         for i in range(client.getNumBodies()):
@@ -712,7 +725,9 @@ class BulletArm(Unit):
                 links.append((dyn, joint, shapes))
             bodies.append((client.getBodyInfo(uid), links))
         text = json.dumps(_plain(bodies), separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        signature = hashlib.sha256(text.encode()).hexdigest()
+        self._signature = (n_bodies, signature)
+        return signature
 
     def _portable_identity(self) -> dict[str, Any]:
         cls = type(self)

@@ -284,3 +284,15 @@ def test_engine_parameters_reach_the_world_and_bad_ones_are_refused(make_arm):
     with pytest.raises(ConfigurationError, match=r"arm_x.*engine_parameters"):
         unknown.setup(GRID)
     unknown.terminate()
+
+
+def test_world_signature_follows_structure_changes(make_arm):
+    arm = make_arm()
+    first = arm.world_signature()
+    arm.client.changeDynamics(arm.body_id, -1, lateralFriction=0.123)
+    assert arm.world_signature() == first  # cached until told
+    arm.invalidate_signature()
+    changed = arm.world_signature()
+    assert changed != first
+    arm.add_body("cube_small.urdf", (0.5, 0.0, 0.0))
+    assert arm.world_signature() not in (first, changed)
