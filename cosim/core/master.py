@@ -154,6 +154,9 @@ class Master:
         # objects other layers keep per running system (e.g. the attack layer's model-update
         # endpoint): they live exactly as long as this master, whatever they refer to
         self.extensions: dict[str, Any] = {}
+        # values observers compute once per tick and share ({key: (tick, value)}); emptied
+        # when a snapshot is restored, since a tick number then comes round again
+        self.tick_cache: dict[Any, tuple[int, Any]] = {}
 
     # Building ------------------------------------------------------------------------
     def add_unit(self, unit: Unit, step_ticks: int = 1) -> Unit:
@@ -557,6 +560,7 @@ class Master:
                 if old is not None:
                     self._buf[index] = snapshot.buffer[old]
         self.tick = snapshot.tick
+        self.tick_cache.clear()
         self._stopped = False
 
     def release_snapshot(self, snapshot: Snapshot) -> None:

@@ -114,17 +114,31 @@ class FeatureExtractor:
             latest = self._twin.latest
             parts += [abs(float(latest[i])) for i in self._res_index]
         if self._conduits:
-            t = master.time
-            stats = [c.stats() for c in self._conduits]
-            counters = np.asarray([float(st[k]) for st in stats for k in NETWORK_DELTAS])
+            counters, levels = self._network_now(master)
             delta = counters - self._last if self._last is not None else np.zeros_like(counters)
             self._last = counters
-            n = len(NETWORK_DELTAS)
-            for j, st in enumerate(stats):
-                last_tick = int(st["last_delivery_tick"])
-                age = t - master.grid.time(last_tick) if last_tick >= 0 else t
-                parts += [*delta[j * n:(j + 1) * n], *(float(st[k]) for k in NETWORK_LEVELS), age]
+            n, m = len(NETWORK_DELTAS), len(NETWORK_LEVELS) + 1
+            for j in range(len(self._conduits)):
+                parts += [*delta[j * n:(j + 1) * n], *levels[j * m:(j + 1) * m]]
         return np.asarray(parts, dtype=float)
+
+    def _network_now(self, master: Master) -> tuple[np.ndarray, list[float]]:
+        """Cumulative counters and levels (queue length, age of the last delivery) of the
+        conduits now; read once per tick however many detectors ask for the same conduits."""
+        key = ("detection.features.network", tuple(c.name for c in self._conduits))
+        cached = master.tick_cache.get(key)
+        if cached is not None and cached[0] == master.tick:
+            return cached[1]
+        t = master.time
+        stats = [c.stats() for c in self._conduits]
+        counters = np.asarray([float(st[k]) for st in stats for k in NETWORK_DELTAS])
+        levels: list[float] = []
+        for st in stats:
+            last_tick = int(st["last_delivery_tick"])
+            age = t - master.grid.time(last_tick) if last_tick >= 0 else t
+            levels += [*(float(st[k]) for k in NETWORK_LEVELS), age]
+        master.tick_cache[key] = (master.tick, (counters, levels))
+        return counters, levels
 
     def save_state(self) -> Any:
         return None if self._last is None else self._last.copy()
