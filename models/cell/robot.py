@@ -8,8 +8,12 @@ measured joint positions (through connections) to report ``at_target``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
@@ -20,6 +24,11 @@ from cosim.errors import ConfigurationError
 from cosim.units.bullet import ROBOTS, BulletArm
 
 DOWN = (math.pi, 0.0, 0.0)  # tool z axis pointing at the floor
+#: Where solved waypoint poses are kept (``$COSIM_IK_CACHE``, default ``<repo>/.cache/ik``).
+IK_CACHE_ENV = "COSIM_IK_CACHE"
+_IK_VERSION = 1  # bump when the solver changes: cached poses are then solved again
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_solved: dict[str, list[list[float]]] = {}
 
 
 class RobotController(PythonUnit):
@@ -54,8 +63,8 @@ class RobotController(PythonUnit):
         tool_link = tool_link if tool_link is not None else default_link
         tool_offset = tool_offset if tool_offset is not None else default_offset
         self.waypoint_names = list(waypoints)
-        self.poses = self._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw,
-                                 home_yaw)
+        self.poses = self._solve_cached(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw,
+                                        home_yaw)
         n = len(self.poses[0])
         preset = ROBOTS.get(str(robot))
         if preset is not None and len(preset.home) == n:  # where the arm is at setup
@@ -79,6 +88,45 @@ class RobotController(PythonUnit):
         self.start = start
         self.t_start = 0.0
         self.duration = 0.0
+
+    @classmethod
+    def _solve_cached(cls, name: str, robot: str, waypoints: Mapping[str, Sequence[float] | None],
+                      tool_link: str | None, tool_offset: Sequence[float], base_position: Sequence[float],
+                      tool_yaw: float, home_yaw: float) -> list[list[float]]:
+        """:meth:`_solve`, remembered per process and on disk: the same robot (URDF bytes),
+        waypoints and tool always give the same poses, and solving costs ~0.3 s per build."""
+        urdf = BulletArm(f"{name}-ik", robot).urdf_path  # resolves the path; loads nothing
+        ident = {
+            "version": _IK_VERSION, "pybullet": pybullet.getAPIVersion(), "robot": str(robot),
+            "urdf": hashlib.sha256(urdf.read_bytes()).hexdigest(),
+            "waypoints": [[k, None if v is None else [float(x) for x in v]] for k, v in waypoints.items()],
+            "tool_link": tool_link, "tool_offset": [float(x) for x in tool_offset],
+            "base_position": [float(x) for x in base_position], "tool_yaw": float(tool_yaw),
+            "home_yaw": float(home_yaw),
+        }
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+        poses = _solved.get(key)
+        env = os.environ.get(IK_CACHE_ENV)
+        path = (Path(env).expanduser() if env else _REPO_ROOT / ".cache" / "ik") / f"{key}.json"
+        if poses is None:
+            try:
+                stored = json.loads(path.read_text())["poses"]
+                if len(stored) == len(waypoints) and all(
+                        isinstance(q, float) for pose in stored for q in pose):
+                    poses = stored
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not solved yet here, or unreadable: solve again
+        if poses is None:
+            poses = cls._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw, home_yaw)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"ident": ident, "poses": poses}))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # a read-only cache only costs the solve next time
+        _solved[key] = poses
+        return [list(p) for p in poses]
 
     @staticmethod
     def _solve(name: str, robot: str, waypoints: Mapping[str, Sequence[float] | None], tool_link: str | None,
