@@ -47,8 +47,8 @@ NORMAL = "normal"
 LABELS = {"label": "interval", "effect": "effect"}  # dataset column -> name of the definition
 
 #: How the fit is run when a detector config has no ``fit`` section.
-FIT_DEFAULTS: dict[str, Any] = {"labels": "effect", "validation_every": 4, "warmup_s": 0.0, "grace_s": 0.0,
-                                "fa_budget_per_hour": 1.0, "tune": True}
+FIT_DEFAULTS: dict[str, Any] = {"labels": "effect", "validation_every": 4, "validation_normal_every": None,
+                                "warmup_s": 0.0, "grace_s": 0.0, "fa_budget_per_hour": 1.0, "tune": True}
 #: Candidate settings tried on the validation runs, per model type (``models.<key>.tune`` overrides).
 TUNE_GRID: dict[str, dict[str, list[float]]] = {
     "cusum": {"threshold": [0.6, 0.8, 1.0, 1.2, 1.4, 1.7], "confirm": [1, 2, 3], "hold": [0, 4, 10, 20]},
@@ -107,19 +107,20 @@ def split_runs(runs: Sequence[Mapping[str, Any]], split: str, normal_only: bool 
     return [r for r in chosen if not r["truth"]] if normal_only else chosen
 
 
-def validation_split(runs: Sequence[Mapping[str, Any]], every: int) -> tuple[list[Mapping[str, Any]],
-                                                                            list[Mapping[str, Any]]]:
-    """``(fit runs, validation runs)`` from the *training* runs only, by run: of the normal and
-    of the attack training runs apart, sorted by seed, every ``every``-th (the 4th, 8th... for
-    ``every=4``) is a validation run; each side keeps at least one run to fit on. ``every``
-    of 0 means no validation split."""
+def validation_split(runs: Sequence[Mapping[str, Any]], every: int,
+                     normal_every: int | None = None) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``(fit runs, validation runs)`` from the *training* runs only, by run: of the attack
+    training runs, sorted by seed, every ``every``-th (the 4th, 8th... for ``every=4``) is a
+    validation run, of the normal ones every ``normal_every``-th (default ``every``); each
+    side keeps at least one run to fit on. ``every`` of 0 means no validation split."""
     train = split_runs(runs, "train")
     if every <= 0:
         return list(train), []
     fit, val = [], []
     for normal in (True, False):
+        k = int(normal_every or every) if normal else int(every)
         group = sorted((r for r in train if (not r["truth"]) == normal), key=lambda r: r["seed"])
-        held = [r for i, r in enumerate(group) if i % every == every - 1 and len(group) > 1]
+        held = [r for i, r in enumerate(group) if i % k == k - 1 and len(group) > 1]
         val += held
         fit += [r for r in group if r not in held]
     if any(r["split"] != "train" for r in val):
@@ -160,22 +161,25 @@ def fit_model(model_cfg: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], n
 
 
 def _laid_out(runs: Sequence[Mapping[str, Any]], label_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          list[tuple[float, float]]]:
-    """Times, labels (0/1 of ``label_col``), interval labels and attack intervals of ``runs``
-    laid end to end (far apart), in order."""
-    times, y, y_att, intervals = [], [], [], []
+                                                                          list[tuple[float, float]], np.ndarray]:
+    """Times, labels (0/1 of ``label_col``), interval labels, attack intervals and the time
+    each sample stands for (the gaps between runs are no time at all) of ``runs`` laid end
+    to end (far apart, so that no alarm or event runs from one into the next), in order."""
+    times, y, y_att, intervals, durations = [], [], [], [], []
     offset = 0.0
     for r in runs:
         t = r["table"]["time"].to_numpy(dtype=float)
         times.append(t + offset)
+        dt = np.diff(t)
+        durations.append(np.append(dt, np.median(dt) if dt.size else 0.0))
         y.append((r["table"][label_col] != NORMAL).to_numpy(dtype=int))
         y_att.append((r["table"]["label"] != NORMAL).to_numpy(dtype=int))
         intervals += [(iv["start"] + offset, (iv["end"] if iv["end"] is not None else t[-1]) + offset)
                       for iv in r["truth"]]
         offset += float(t[-1]) + 1000.0
     if not times:
-        return np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int), []
-    return np.concatenate(times), np.concatenate(y), np.concatenate(y_att), intervals
+        return np.zeros(0), np.zeros(0, dtype=int), np.zeros(0, dtype=int), [], np.zeros(0)
+    return np.concatenate(times), np.concatenate(y), np.concatenate(y_att), intervals, np.concatenate(durations)
 
 
 def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str, np.ndarray]],
@@ -193,8 +197,8 @@ def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str,
     """
     if any(r["split"] != "train" for r in val):
         raise ConfigurationError("tuning: validation runs must be training runs, never test runs")
-    t, y, y_att, intervals = _laid_out(val, labels)
-    hours = float(np.sum(np.append(np.diff(t), 0.0)[y_att == 0])) / 3600.0 if t.size else 0.0
+    t, y, y_att, intervals, durations = _laid_out(val, labels)
+    hours = float(np.sum(durations[y_att == 0])) / 3600.0
     budget = int(np.floor(fa_budget_per_hour * hours + 1e-9))
     names = [r["name"] for r in val]
 
@@ -258,13 +262,13 @@ def evaluate(alarms_by_run: Mapping[str, np.ndarray], runs: Sequence[Mapping[str
             continue
         pred = np.concatenate([alarms_by_run[r["name"]] for r in chosen])
         for col, definition in LABELS.items():
-            t, y, y_att, intervals = _laid_out(chosen, col)
+            t, y, y_att, intervals, durations = _laid_out(chosen, col)
             if col == "effect":
                 events = effect_intervals(t, y, intervals)
-                scored = score_run(t, y, pred, events, grace_s=grace_s, y_attack=y_att)
+                scored = score_run(t, y, pred, events, grace_s=grace_s, y_attack=y_att, durations=durations)
                 scored["no_effect_attacks"] = len(intervals) - len(events)
             else:
-                scored = score_run(t, y, pred, intervals, grace_s=grace_s)
+                scored = score_run(t, y, pred, intervals, grace_s=grace_s, durations=durations)
             scored["runs"] = len(chosen)
             report[definition][group] = scored
     return report
@@ -312,7 +316,8 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigurationError(f"detector '{det.get('name')}' has no detectors to fit")
     settings = fit_settings(det)
     warmup_s, grace_s = float(settings["warmup_s"]), float(settings["grace_s"])
-    fit_runs, val_runs = validation_split(runs, int(settings["validation_every"]) if settings["tune"] else 0)
+    fit_runs, val_runs = validation_split(runs, int(settings["validation_every"]) if settings["tune"] else 0,
+                                          settings["validation_normal_every"])
     test = split_runs(runs, "test")
     if {r["seed"] for r in val_runs} & {r["seed"] for r in test}:
         raise ConfigurationError("validation and test seeds overlap")

@@ -171,18 +171,29 @@ def _sample_dt(t: np.ndarray) -> np.ndarray:
     return np.append(np.diff(t), _median_dt(t))
 
 
-def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any) -> float:
+def _durations(t: np.ndarray, durations: Any) -> np.ndarray:
+    if durations is None:
+        return _sample_dt(t)
+    d = np.asarray(durations, dtype=float)
+    if d.shape != t.shape:
+        raise MetricInputError(f"durations must have one value per sample ({t.size}), got shape {d.shape}")
+    return d
+
+
+def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any, durations: Any = None) -> float:
     """Alarm onsets that start on normal samples, per hour of normal time.
 
     An onset is a rising edge of ``y_pred`` (an alarm on the first sample counts as one).
     Normal time is the sum of the sample spacings of samples with ``y_true == 0`` (the last
-    sample counts for the median spacing). Returns 0.0 when there is no normal time.
+    sample counts for the median spacing), or of ``durations`` — the time each sample stands
+    for — when given (runs laid end to end with gaps between them must give it, or the gaps
+    count as normal time). Returns 0.0 when there is no normal time.
     """
     tr = _binary(y_true, "y_true")
     p = _binary(y_pred, "y_pred")
     _check_same(tr, p)
     t = _times(times, p.size)
-    normal_s = float(np.sum(_sample_dt(t)[~tr]))
+    normal_s = float(np.sum(_durations(t, durations)[~tr]))
     if normal_s <= 0:
         return 0.0
     onset = p & ~np.concatenate(([False], p[:-1]))
@@ -205,11 +216,11 @@ def false_alarm_onsets(times: Any, y_true: Any, y_pred: Any, intervals: Sequence
     return int(np.sum(onset))
 
 
-def normal_hours(times: Any, y_true: Any) -> float:
-    """Hours of normal time (sample spacings of samples with ``y_true == 0``)."""
+def normal_hours(times: Any, y_true: Any, durations: Any = None) -> float:
+    """Hours of normal time (sample spacings, or ``durations``, of samples with ``y_true == 0``)."""
     tr = _binary(y_true, "y_true")
     t = _times(times, tr.size)
-    return float(np.sum(_sample_dt(t)[~tr])) / 3600.0
+    return float(np.sum(_durations(t, durations)[~tr])) / 3600.0
 
 
 def effect_intervals(times: Any, y_effect: Any, intervals: Sequence[Interval]) -> list[tuple[float, float | None]]:
@@ -244,7 +255,7 @@ def f1_point_adjusted(y_true: Any, y_pred: Any) -> float:
 
 
 def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] | None = None,
-              grace_s: float = 0.0, y_attack: Any = None) -> dict[str, Any]:
+              grace_s: float = 0.0, y_attack: Any = None, durations: Any = None) -> dict[str, Any]:
     """All metrics of one run in a flat dict.
 
     Args:
@@ -258,6 +269,7 @@ def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval
             Scoring effect labels passes the interval labels here: an alarm while an attack is
             active but momentarily changes nothing is a point-wise false positive, not a false
             alarm.
+        durations: time each sample stands for (see :func:`false_alarms_per_hour`).
 
     Returns:
         precision, recall, f1, accuracy, tp, fp, tn, fn, event_recall, events, detected,
@@ -277,8 +289,8 @@ def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval
     out.update({k: v for k, v in ev.items() if k != "delays"})
     ta = tr if y_attack is None else _binary(y_attack, "y_attack")
     _check_same(ta, p)
-    out["false_alarms_per_hour"] = false_alarms_per_hour(t, ta, p)
-    hours = normal_hours(t, ta)
+    out["false_alarms_per_hour"] = false_alarms_per_hour(t, ta, p, durations)
+    hours = normal_hours(t, ta, durations)
     out["normal_hours"] = hours
     out["false_alarms"] = false_alarm_onsets(t, ta, p)
     grace = false_alarm_onsets(t, ta, p, intervals, grace_s)

@@ -83,6 +83,7 @@ def test_the_validation_split_is_carved_from_training_runs_only(tmp_path: Path) 
     assert not {r["seed"] for r in val} & {r["seed"] for r in fit}
     assert {r["seed"] for r in fit} | {r["seed"] for r in val} == {r["seed"] for r in runs if r["split"] == "train"}
     assert validation_split(runs, 0)[1] == []
+    assert {r["seed"] for r in validation_split(runs, 4, normal_every=2)[1]} == {2, 4, 14, 18, 22}
     with pytest.raises(ConfigurationError, match="never test runs"):
         tune({}, {}, [r for r in runs if r["split"] == "test"], {}, 1.0, 0.0)
 
@@ -103,6 +104,8 @@ def test_the_report_carries_both_label_definitions(tmp_path: Path) -> None:
     assert effect["recall"] > 0.9 and interval["recall"] < 0.5 and effect["f1"] > interval["f1"]
     assert effect["median_delay_s"] < interval["median_delay_s"]
     assert report["normal_operation"]["runs"] == 2 and report["normal_operation"]["false_alarms"] == 0
+    # normal time is what the runs hold (2 x 40 s normal, 4 x 30 s around the attacks), not the gaps between runs
+    assert interval["normal_hours"] == pytest.approx(200.0 / 3600.0, rel=1e-3)
     assert report["tuning"]["validation_runs"] == ["train_attack_14", "train_attack_18", "train_attack_22",
                                                    "train_normal_4"]
     text = (model.parent / "syn_report.md").read_text()
