@@ -47,13 +47,15 @@ NORMAL = "normal"
 LABELS = {"label": "interval", "effect": "effect"}  # dataset column -> name of the definition
 
 #: How the fit is run when a detector config has no ``fit`` section.
-FIT_DEFAULTS: dict[str, Any] = {"labels": "effect", "validation_every": 4, "validation_normal_every": None,
-                                "warmup_s": 0.0, "grace_s": 0.0, "fa_budget_per_hour": 1.0, "tune": True}
+FIT_DEFAULTS: dict[str, Any] = {"labels": "effect", "validation_every": 3, "validation_normal_every": None,
+                                "warmup_s": 0.0, "grace_s": 0.0, "fa_budget_per_hour": 1.0, "tune": True,
+                                "objective_kinds": None}
 #: Candidate settings tried on the validation runs, per model type (``models.<key>.tune`` overrides).
 TUNE_GRID: dict[str, dict[str, list[float]]] = {
     "cusum": {"threshold": [0.6, 0.8, 1.0, 1.2, 1.4, 1.7], "confirm": [1, 2, 3], "hold": [0, 4, 10, 20]},
     "limits": {"threshold": [0.0, 0.05, 0.1, 0.25, 0.5, 1.0], "confirm": [1, 2, 3], "hold": [0, 2, 10, 20]},
-    "stacked": {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "confirm": [1, 2, 3, 5], "hold": [0, 2, 10, 20]},
+    "stacked": {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], "confirm": [1, 2, 3, 4, 6],
+                "hold": [0, 2, 4, 10, 20]},
 }
 
 
@@ -109,17 +111,22 @@ def split_runs(runs: Sequence[Mapping[str, Any]], split: str, normal_only: bool 
 
 def validation_split(runs: Sequence[Mapping[str, Any]], every: int,
                      normal_every: int | None = None) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """``(fit runs, validation runs)`` from the *training* runs only, by run: of the attack
-    training runs, sorted by seed, every ``every``-th (the 4th, 8th... for ``every=4``) is a
-    validation run, of the normal ones every ``normal_every``-th (default ``every``); each
-    side keeps at least one run to fit on. ``every`` of 0 means no validation split."""
+    """``(fit runs, validation runs)`` from the *training* runs only, by run, stratified: the
+    attack training runs are grouped by what they attack (kind and target of their first
+    interval) and, within each group sorted by seed, every ``every``-th (the 3rd, 6th... for
+    ``every=3``) is a validation run; of the normal runs every ``normal_every``-th (default
+    ``every``). A group keeps at least one run to fit on. ``every`` of 0: no validation split."""
     train = split_runs(runs, "train")
     if every <= 0:
         return list(train), []
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in train:
+        key = ("normal", "") if not r["truth"] else (str(r["truth"][0]["kind"]), str(r["truth"][0]["target"]))
+        groups.setdefault(key, []).append(r)
     fit, val = [], []
-    for normal in (True, False):
-        k = int(normal_every or every) if normal else int(every)
-        group = sorted((r for r in train if (not r["truth"]) == normal), key=lambda r: r["seed"])
+    for key, group in sorted(groups.items()):
+        k = int(normal_every or every) if key[0] == "normal" else int(every)
+        group = sorted(group, key=lambda r: r["seed"])
         held = [r for i, r in enumerate(group) if i % k == k - 1 and len(group) > 1]
         val += held
         fit += [r for r in group if r not in held]
@@ -184,7 +191,8 @@ def _laid_out(runs: Sequence[Mapping[str, Any]], label_col: str) -> tuple[np.nda
 
 def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str, np.ndarray]],
          val: Sequence[Mapping[str, Any]], grids: Mapping[str, Mapping[str, Sequence[float]]],
-         fa_budget_per_hour: float, grace_s: float, labels: str = "effect", rounds: int = 2) -> dict[str, Any]:
+         fa_budget_per_hour: float, grace_s: float, labels: str = "effect", rounds: int = 2,
+         objective_kinds: Sequence[str] | None = None) -> dict[str, Any]:
     """Choose each model's threshold, confirm and hold on the validation runs ``val``.
 
     ``scores[key][run name]`` are the model's scores on each validation run. The combined
@@ -192,7 +200,9 @@ def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str,
     active (those within ``grace_s`` after an attack's end left out) stay within
     ``fa_budget_per_hour`` of the validation's normal time, the one with the highest
     point-wise F1 under ``labels`` wins (fewest false alarms first when none stays within).
-    Coordinate ascent, one model at a time, ``rounds`` times; the models are updated in
+    With ``objective_kinds`` the F1 is that of the validation runs of those attack kinds and
+    the normal runs (the operating point is chosen for them); false alarms are always counted
+    on every validation run. Coordinate ascent, one model at a time, ``rounds`` times; the models are updated in
     place. Returns what was chosen and its validation figures.
     """
     if any(r["split"] != "train" for r in val):
@@ -201,6 +211,10 @@ def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str,
     hours = float(np.sum(durations[y_att == 0])) / 3600.0
     budget = int(np.floor(fa_budget_per_hour * hours + 1e-9))
     names = [r["name"] for r in val]
+    kinds = set(objective_kinds or [])
+    in_objective = np.concatenate([np.full(len(r["table"]), not kinds or not r["truth"]
+                                           or any(iv["kind"] in kinds for iv in r["truth"])) for r in val]
+                                  ) if val else np.zeros(0, dtype=bool)
 
     def alarms_for(key: str, thr: float, confirm: int, hold: int) -> np.ndarray:
         model = models[key]
@@ -218,7 +232,7 @@ def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str,
 
     def objective(alarm: np.ndarray) -> tuple[int, float, int]:
         fa = false_alarm_onsets(t, y_att, alarm, intervals, grace_s)
-        f1 = float(pointwise(y, alarm)["f1"])
+        f1 = float(pointwise(y[in_objective], alarm[in_objective])["f1"])
         return (0 if fa <= budget else -fa), f1, -fa
 
     def combined(choice: Mapping[str, tuple[float, int, int]]) -> np.ndarray:
@@ -240,7 +254,7 @@ def tune(models: Mapping[str, DetectionModel], scores: Mapping[str, Mapping[str,
     return {"chosen": {k: {"threshold": v[0], "confirm": v[1], "hold": v[2]} for k, v in chosen.items()},
             "validation_runs": names, "validation_normal_hours": hours, "fa_budget": budget,
             "validation": {"f1": best[1], "false_alarms": false_alarm_onsets(t, y_att, alarm, intervals, grace_s),
-                           "labels": labels}}
+                           "labels": labels, "objective_kinds": sorted(kinds) or "all"}}
 
 
 def evaluate(alarms_by_run: Mapping[str, np.ndarray], runs: Sequence[Mapping[str, Any]],
@@ -344,7 +358,7 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         for key, m in models.items():
             grids[key] = {**TUNE_GRID.get(m.kind_name, {}), **(models_cfg[key].get("tune") or {})}
         tuning = tune(models, scores_on(val_runs), val_runs, grids, float(settings["fa_budget_per_hour"]), grace_s,
-                      labels="effect")
+                      labels="effect", objective_kinds=settings["objective_kinds"])
     saved = {key: str(m.save(entries[key]["model"])) for key, m in models.items()}
     test_scores = scores_on(test)
     alarms = {key: {n: m.alarm_filter().run(sc) for n, sc in test_scores[key].items()} for key, m in models.items()}

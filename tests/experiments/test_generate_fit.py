@@ -78,12 +78,18 @@ def test_the_validation_split_is_carved_from_training_runs_only(tmp_path: Path) 
     runs = load_dataset(tmp_path)
     fit, val = validation_split(runs, 4)
     test = {r["seed"] for r in runs if r["split"] == "test"}
-    assert {r["seed"] for r in val} == {4, 14, 18, 22}  # every 4th normal and attack training run, by seed
+    assert {r["seed"] for r in val} == {4, 14, 18, 22}  # every 4th normal and attack (same target) run, by seed
     assert not {r["seed"] for r in val} & test and not {r["seed"] for r in fit} & test
     assert not {r["seed"] for r in val} & {r["seed"] for r in fit}
     assert {r["seed"] for r in fit} | {r["seed"] for r in val} == {r["seed"] for r in runs if r["split"] == "train"}
     assert validation_split(runs, 0)[1] == []
     assert {r["seed"] for r in validation_split(runs, 4, normal_every=2)[1]} == {2, 4, 14, 18, 22}
+    for r in runs:  # attacks on another target form a group of their own: stratified by what is attacked
+        if r["split"] == "train" and r["seed"] >= 19:
+            r["truth"] = [{**r["truth"][0], "target": "other"}]
+    assert {r["seed"] for r in validation_split(runs, 4)[1]} == {4, 14, 18, 22}
+    assert {r["seed"] for r in validation_split(runs, 2)[1]} == {2, 4, 12, 14, 16, 18, 20, 22}
+    assert {r["seed"] for r in validation_split(runs, 3)[1]} == {3, 13, 16, 21}
     with pytest.raises(ConfigurationError, match="never test runs"):
         tune({}, {}, [r for r in runs if r["split"] == "test"], {}, 1.0, 0.0)
 
