@@ -332,6 +332,14 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     warmup_s, grace_s = float(settings["warmup_s"]), float(settings["grace_s"])
     fit_runs, val_runs = validation_split(runs, int(settings["validation_every"]) if settings["tune"] else 0,
                                           settings["validation_normal_every"])
+    kinds = set(settings["objective_kinds"] or [])
+    untunable = None
+    if settings["tune"] and not any(iv["kind"] in kinds or not kinds for r in val_runs for iv in r["truth"]):
+        untunable = f"no validation run of the kinds tuned for ({sorted(kinds) or 'any attack'})"
+    elif settings["tune"] and not any(not r["truth"] for r in val_runs):
+        untunable = "no normal validation run"
+    if untunable:  # too few training runs to carve a useful validation split: fit on all of them, tune nothing
+        fit_runs, val_runs = validation_split(runs, 0)
     test = split_runs(runs, "test")
     if {r["seed"] for r in val_runs} & {r["seed"] for r in test}:
         raise ConfigurationError("validation and test seeds overlap")
@@ -352,7 +360,7 @@ def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         return {key: {r["name"]: m.score_run(r["table"][names_of[key]].to_numpy(dtype=float)) for r in chosen}
                 for key, m in models.items()}
 
-    tuning = None
+    tuning: dict[str, Any] | None = {"skipped": untunable} if untunable else None
     if settings["tune"] and val_runs:
         grids = {}
         for key, m in models.items():

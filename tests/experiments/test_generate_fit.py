@@ -121,6 +121,12 @@ def test_the_report_carries_both_label_definitions(tmp_path: Path) -> None:
         "interval", "effect"}
     assert load_model(model).warmup_samples == 20
 
+    # a validation split without attack runs of the kinds tuned for cannot choose anything: all runs are fitted on
+    cfg.detector.fit.objective_kinds = ["injection"]
+    report = fit_and_evaluate(cfg)
+    assert report["validation_seeds"] == [] and "no validation run of the kinds" in report["tuning"]["skipped"]
+    assert report["fit_seeds"] == [*range(1, 6), *range(11, 23)]
+
 
 @pytest.mark.slow
 def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +136,7 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
                   "seeds.train_attack=[21,22,23]", "seeds.test_normal=[31]", "seeds.test_attack=[41]",
                   "attack_window.start={uniform:[6.0,8.0]}", "attack_window.duration=5.0",
                   "templates=[{attack: injection, target: plc.motor_cmd, params: {value: 1.0}},"
-                  "{attack: spoofing, target: conveyor.speed_meas, params: {mode: constant, value: 0.0}}]")
+                  "{attack: spoofing, target: conveyor.speed_meas, params: {mode: constant, value: 0.5}}]")
     manifest = generate(cfg)
     assert [r["split"] for r in manifest["runs"]] == ["train"] * 5 + ["test"] * 2
     table = pd.read_parquet(data / "test_attack_41.parquet")
@@ -140,6 +146,7 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
     inside = (table.time >= truth["start"]) & (table.time < truth["end"])
     assert set(table.label[inside]) == {truth["kind"]} and set(table.label[~inside]) == {"normal"}
     assert set(table.effect[~inside]) == {"normal"} and set(table.effect[inside]) <= {truth["kind"], "normal"}
+    assert (table.effect[inside] != "normal").mean() > 0.9  # the belt never runs at 0.5 m/s: a change nearly always
 
     monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -149,6 +156,7 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
     assert load_model(report["models"]["ids"]).classes[0] in {"injection", "normal", "spoofing"}
     scored = report["combined"]["interval"]["all"]
     assert scored["event_recall"] == 1.0  # a 5 s attack on the belt is not missed
+    assert report["combined"]["effect"]["all"]["event_recall"] == 1.0
     assert scored["samples"] == 2 * len(table)
     # the fitted models are an MLflow run's artifacts: an episode can load them from there
     from_mlflow = load_model(f"runs:/{report['mlflow_run_id']}/models/dt_residual.pkl")
