@@ -489,6 +489,19 @@ def _fit_missing(cfg: DictConfig, log: Any) -> list[str]:
     return list(report["models"].values())
 
 
+def _tuning_line(tuning: Mapping[str, Any] | None) -> str:
+    if not tuning:
+        return "Thresholds, confirm and hold: as configured (not tuned)."
+    if "skipped" in tuning:
+        return f"Thresholds, confirm and hold: as configured; not tuned: {tuning['skipped']}."
+    chosen = "; ".join(f"{k}: threshold {v['threshold']:g}, confirm {v['confirm']}, hold {v['hold']}"
+                       for k, v in tuning["chosen"].items())
+    val = tuning["validation"]
+    return (f"Chosen on the validation runs ({chosen}): F1 {val['f1']:.3f} under {val['labels']} labels on "
+            f"{val['objective_kinds']} attacks, {val['false_alarms']} false alarms in "
+            f"{tuning['validation_normal_hours']:.2f} h of validation normal time (budget {tuning['fa_budget']}).")
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     settings = report.get("settings") or {}
     normal = report.get("normal_operation") or {}
@@ -505,6 +518,7 @@ def markdown(report: Mapping[str, Any]) -> str:
              "Grace after an attack's end (event-wise false alarms only): "
              f"{fmt(float(settings.get('grace_s', 0.0)))} s.",
              "",
+             _tuning_line(report.get("tuning")), "",
              f"Normal operation (held-out normal runs only): {normal.get('runs', 0)} runs, "
              f"{fmt(normal.get('hours'))} h, {normal.get('false_alarms', 'n/a')} false alarms = "
              f"**{fmt(normal.get('false_alarms_per_hour'))} per hour**.", ""]
