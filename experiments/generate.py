@@ -214,12 +214,10 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
             done(i, _job(cfg, *jobs[i], out))
     else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = {pool.submit(_job, cfg, *jobs[i], out): i for i in jobs_by_length}
-            from concurrent.futures import as_completed
-
             for fut in as_completed(futures):
                 done(futures[fut], fut.result())
     runs = [results[i] for i in range(len(jobs))]
