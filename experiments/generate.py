@@ -9,15 +9,28 @@ The default ``out`` is ``.cache/detectors/<plant>/data`` (``$COSIM_DETECTOR_DIR`
 One run per seed: normal runs, and attack runs with one attack drawn from ``templates``
 (kind, target, window and parameters drawn from the seed). Each run's features (physics as
 the PLC sees it, twin residuals, network traffic; :mod:`cosim.detection.features`) and the
-label of each sample (``normal`` or the attack kind, from the campaign's ground truth) go to
-``<out>/<split>_<seed>.parquet``; ``<out>/runs.json`` lists the runs, their split, scenario
-and ground truth. Training and test seeds must be disjoint: the split is by run, never by
-random rows.
+labels of each sample go to ``<out>/<split>_<seed>.parquet``; ``<out>/runs.json`` lists the
+runs, their split, scenario and ground truth. Training and test seeds must be disjoint: the
+split is by run, never by random rows.
+
+Two label columns, both ``normal`` or the attack kind:
+
+- ``label`` (interval label): the attack is active at the sample time (its scheduled window);
+- ``effect`` (effect label): the attack is active *and* changed what its victim received in
+  the sampling period ending at the sample: a manipulated value off the true one by more than
+  the signal's scale (``plant.twin.scales``), any change for signals without a scale
+  (commands); attacks that do not manipulate values on connections (DoS, sync...) have
+  effect == interval. See :mod:`cosim.attacks.effect`.
+
+Runs are recorded in ``workers`` forked processes (default: one per core); normal runs last
+``normal_duration`` seconds (default ``duration``) so that false alarms per hour of normal
+operation can be measured on enough held-out normal time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +60,7 @@ class FeatureLog(Observer):
         self.twin = twin
         self.every = int(every_ticks)
         self.times: list[float] = []
+        self.ticks: list[int] = []
         self.rows: list[np.ndarray] = []
 
     def on_start(self, master: Any) -> None:
@@ -56,6 +70,7 @@ class FeatureLog(Observer):
     def after_step(self, tick: int) -> None:
         if tick % self.every == 0:
             self.times.append(self._master.grid.time(tick))
+            self.ticks.append(tick)
             self.rows.append(self.extractor.sample())
 
 
@@ -84,9 +99,12 @@ def draw_scenario(templates: Sequence[Mapping[str, Any]], window: Mapping[str, A
     return {"name": f"drawn_{seed}", "events": [event]}
 
 
-def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Run one seed (optionally under ``scenario``); return times, features, labels, ground truth."""
+def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None,
+               duration: float | None = None) -> dict[str, Any]:
+    """Run one seed (optionally under ``scenario``); return times, features, interval and
+    effect labels, ground truth."""
     from cosim.attacks import Campaign, load_scenario
+    from cosim.attacks.effect import EffectProbe
 
     run_cfg = cfg.copy()
     run_cfg.seed = int(seed)
@@ -95,21 +113,26 @@ def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None) -
     if sync is not None:
         master.add_observer(sync)
     campaign = Campaign(load_scenario(scenario, seed=int(seed))) if scenario else None
+    probe = None
     if campaign is not None:
         master.add_observer(campaign)
+        twin_cfg = _plain(cfg.plant.get("twin")) or {}
+        probe = master.add_observer(EffectProbe(campaign, twin_cfg.get("scales") or {}))
     features = _plain(cfg.features)
     log = FeatureLog(FeatureSpec(physics=list(features.get("physics") or []),
                                  residuals=bool(features.get("residuals")),
                                  network=list(features.get("network") or [])), sync, int(cfg.every_ticks))
     master.add_observer(log)
     try:
-        master.run(duration=float(cfg.duration))
+        master.run(duration=float(cfg.duration if duration is None else duration))
     finally:
         master.terminate()
     truth = campaign.ground_truth if campaign is not None else None
     labels = truth.labels(log.times) if truth is not None else ["normal"] * len(log.times)
+    effect = probe.labels(log.ticks, log.every) if probe is not None else list(labels)
     return {"times": np.asarray(log.times), "X": np.vstack(log.rows), "names": log.names, "labels": labels,
-            "truth": truth.as_list() if truth is not None else []}
+            "effect": effect, "truth": truth.as_list() if truth is not None else [],
+            "measured": dict(probe.measured) if probe is not None else {}}
 
 
 def _plain(node: Any) -> Any:
@@ -134,11 +157,30 @@ def write_run(out: Path, name: str, run: Mapping[str, Any]) -> Path:
     import pandas as pd
 
     frame = pd.DataFrame(run["X"], columns=run["names"])
+    frame.insert(0, "effect", run.get("effect", run["labels"]))
     frame.insert(0, "label", run["labels"])
     frame.insert(0, "time", run["times"])
     path = out / f"{name}.parquet"
     frame.to_parquet(path, index=False)
     return path
+
+
+def _job(cfg: DictConfig, split: str, seed: int, scenario: Mapping[str, Any] | None, duration: float,
+         out: Path) -> dict[str, Any]:
+    run = record_run(cfg, seed, scenario, duration)
+    name = f"{split}_{seed}"
+    write_run(out, name, run)
+    effect = [v != "normal" for v in run["effect"]]
+    return {"name": name, "split": split.split("_")[0], "seed": seed, "scenario": scenario,
+            "truth": run["truth"], "samples": len(run["times"]), "duration": duration,
+            "effect_samples": int(sum(effect)), "attack_samples": int(sum(v != "normal" for v in run["labels"])),
+            "effect_measured": run["measured"]}
+
+
+def _workers(cfg: DictConfig, jobs: int) -> int:
+    value = cfg.get("workers")
+    n = (os.cpu_count() or 1) if value in (None, "auto") else int(value)
+    return max(1, min(n, jobs)) if hasattr(os, "fork") else 1
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
@@ -148,21 +190,43 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     templates = _plain(cfg.templates)
     window = _plain(cfg.attack_window)
-    runs: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    total = sum(len(v) for v in seeds.values())
+    normal_s = cfg.get("normal_duration")
+    jobs = []
     for split in SPLITS:
         for seed in seeds.get(split, []):
-            scenario = draw_scenario(templates, window, seed) if split.endswith("attack") else None
-            run = record_run(cfg, seed, scenario)
-            name = f"{split}_{seed}"
-            write_run(out, name, run)
-            runs.append({"name": name, "split": split.split("_")[0], "seed": seed, "scenario": scenario,
-                         "truth": run["truth"], "samples": len(run["times"])})
-            print(f"[{len(runs)}/{total}] {name}: {scenario['events'][0]['attack'] if scenario else 'normal'} "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    manifest = {"every_ticks": int(cfg.every_ticks), "duration": float(cfg.duration), "runs": runs,
-                "plant": str(cfg.plant.name)}
+            attack = split.endswith("attack")
+            scenario = draw_scenario(templates, window, seed) if attack else None
+            duration = float(cfg.duration if attack or normal_s is None else normal_s)
+            jobs.append((split, seed, scenario, duration))
+    jobs_by_length = sorted(range(len(jobs)), key=lambda i: -jobs[i][3])  # longest first: the pool ends together
+    t0 = time.perf_counter()
+    results: dict[int, dict[str, Any]] = {}
+
+    def done(i: int, entry: dict[str, Any]) -> None:
+        results[i] = entry
+        sc = entry["scenario"]
+        print(f"[{len(results)}/{len(jobs)}] {entry['name']}: {sc['events'][0]['attack'] if sc else 'normal'} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    workers = _workers(cfg, len(jobs))
+    if workers == 1:
+        for i in jobs_by_length:
+            done(i, _job(cfg, *jobs[i], out))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(_job, cfg, *jobs[i], out): i for i in jobs_by_length}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    runs = [results[i] for i in range(len(jobs))]
+    manifest = {"every_ticks": int(cfg.every_ticks), "duration": float(cfg.duration),
+                "normal_duration": float(cfg.duration if normal_s is None else normal_s), "runs": runs,
+                "plant": str(cfg.plant.name),
+                "labels": {"label": "interval: the attack is active (its scheduled window)",
+                           "effect": "effect: the attack is active and changed what its victim received "
+                                     "(cosim.attacks.effect)"}}
     (out / "runs.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 

@@ -9,6 +9,13 @@ ground truth 0/1, ``y_pred`` the alarms 0/1) and never returns NaN:
 - event-wise delays are ``None`` when no event was detected.
 - false alarms per hour is 0.0 when there is no normal time.
 
+Two ground truths are scored side by side by ``experiments.fit`` (see ``docs/detection.md``):
+*interval* labels (the attack is active) and *effect* labels (the attack is active and
+changed what its victim received, :mod:`cosim.attacks.effect`); :func:`effect_intervals`
+gives the events of the latter. A ``grace_s`` after an attack's end is an event-wise notion
+only: an alarm that *begins* within it is counted with that attack, not as a false alarm, in
+``false_alarms_per_hour_grace`` — point-wise figures never use it.
+
 The headline figures are point-wise precision/recall/F1 and event recall with detection
 delay. Point-adjusted F1 (every sample of an event counted as detected once one is) is
 given only as the extra key ``f1_point_adjusted``: it inflates scores and is never a
@@ -164,22 +171,72 @@ def _sample_dt(t: np.ndarray) -> np.ndarray:
     return np.append(np.diff(t), _median_dt(t))
 
 
-def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any) -> float:
+def _durations(t: np.ndarray, durations: Any) -> np.ndarray:
+    if durations is None:
+        return _sample_dt(t)
+    d = np.asarray(durations, dtype=float)
+    if d.shape != t.shape:
+        raise MetricInputError(f"durations must have one value per sample ({t.size}), got shape {d.shape}")
+    return d
+
+
+def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any, durations: Any = None) -> float:
     """Alarm onsets that start on normal samples, per hour of normal time.
 
     An onset is a rising edge of ``y_pred`` (an alarm on the first sample counts as one).
     Normal time is the sum of the sample spacings of samples with ``y_true == 0`` (the last
-    sample counts for the median spacing). Returns 0.0 when there is no normal time.
+    sample counts for the median spacing), or of ``durations`` — the time each sample stands
+    for — when given (runs laid end to end with gaps between them must give it, or the gaps
+    count as normal time). Returns 0.0 when there is no normal time.
     """
     tr = _binary(y_true, "y_true")
     p = _binary(y_pred, "y_pred")
     _check_same(tr, p)
     t = _times(times, p.size)
-    normal_s = float(np.sum(_sample_dt(t)[~tr]))
+    normal_s = float(np.sum(_durations(t, durations)[~tr]))
     if normal_s <= 0:
         return 0.0
     onset = p & ~np.concatenate(([False], p[:-1]))
     return float(np.sum(onset & ~tr)) / (normal_s / 3600.0)
+
+
+def false_alarm_onsets(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] = (),
+                       grace_s: float = 0.0) -> int:
+    """Alarm onsets on normal samples, leaving out those that begin within ``grace_s`` after
+    the end of an interval (an alarm tail of that attack, counted with its event)."""
+    tr = _binary(y_true, "y_true")
+    p = _binary(y_pred, "y_pred")
+    _check_same(tr, p)
+    t = _times(times, p.size)
+    onset = p & ~np.concatenate(([False], p[:-1])) & ~tr
+    if grace_s > 0:
+        for _, end in intervals:
+            if end is not None:
+                onset &= ~((t >= float(end)) & (t < float(end) + grace_s))
+    return int(np.sum(onset))
+
+
+def normal_hours(times: Any, y_true: Any, durations: Any = None) -> float:
+    """Hours of normal time (sample spacings, or ``durations``, of samples with ``y_true == 0``)."""
+    tr = _binary(y_true, "y_true")
+    t = _times(times, tr.size)
+    return float(np.sum(_durations(t, durations)[~tr])) / 3600.0
+
+
+def effect_intervals(times: Any, y_effect: Any, intervals: Sequence[Interval]) -> list[tuple[float, float | None]]:
+    """The events under effect labels: for each attack interval in which some sample has an
+    effect, ``(time of its first such sample, the interval's end)``. Intervals without any
+    effect (the attack changed nothing the victim received) are not events: there is nothing
+    to detect."""
+    e = _binary(y_effect, "y_effect")
+    t = _times(times, e.size)
+    out: list[tuple[float, float | None]] = []
+    for start, end in intervals:
+        inside = (t >= float(start)) & (t < (np.inf if end is None else float(end))) & e
+        hits = np.flatnonzero(inside)
+        if hits.size:
+            out.append((float(t[hits[0]]), end))
+    return out
 
 
 def f1_point_adjusted(y_true: Any, y_pred: Any) -> float:
@@ -197,7 +254,8 @@ def f1_point_adjusted(y_true: Any, y_pred: Any) -> float:
     return float(pointwise(tr, p)["f1"])
 
 
-def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] | None = None) -> dict[str, Any]:
+def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] | None = None,
+              grace_s: float = 0.0, y_attack: Any = None, durations: Any = None) -> dict[str, Any]:
     """All metrics of one run in a flat dict.
 
     Args:
@@ -205,10 +263,19 @@ def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval
         y_true: ground truth per sample.
         y_pred: alarms per sample.
         intervals: attack events; ``None`` derives them from ``y_true`` with :func:`events`.
+        grace_s: for ``false_alarms_per_hour_grace`` only (see the module documentation).
+        y_attack: samples at which an attack is active, for the false alarms (an alarm onset
+            where none is) and the normal time they are counted over; default ``y_true``.
+            Scoring effect labels passes the interval labels here: an alarm while an attack is
+            active but momentarily changes nothing is a point-wise false positive, not a false
+            alarm.
+        durations: time each sample stands for (see :func:`false_alarms_per_hour`).
 
     Returns:
         precision, recall, f1, accuracy, tp, fp, tn, fn, event_recall, events, detected,
-        median_delay_s, mean_delay_s, false_alarms_per_hour, alarm_rate, samples and the
+        median_delay_s, mean_delay_s, false_alarms_per_hour (every alarm onset on a normal
+        sample), false_alarms and normal_hours, false_alarms_per_hour_grace (onsets within
+        ``grace_s`` after an event's end left out) with grace_s, alarm_rate, samples and the
         extra (non-headline) ``f1_point_adjusted``.
     """
     tr = _binary(y_true, "y_true")
@@ -220,7 +287,15 @@ def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval
     out: dict[str, Any] = dict(pointwise(tr, p))
     ev = eventwise(intervals, t, p)
     out.update({k: v for k, v in ev.items() if k != "delays"})
-    out["false_alarms_per_hour"] = false_alarms_per_hour(t, tr, p)
+    ta = tr if y_attack is None else _binary(y_attack, "y_attack")
+    _check_same(ta, p)
+    out["false_alarms_per_hour"] = false_alarms_per_hour(t, ta, p, durations)
+    hours = normal_hours(t, ta, durations)
+    out["normal_hours"] = hours
+    out["false_alarms"] = false_alarm_onsets(t, ta, p)
+    grace = false_alarm_onsets(t, ta, p, intervals, grace_s)
+    out["false_alarms_per_hour_grace"] = grace / hours if hours > 0 else 0.0
+    out["grace_s"] = float(grace_s)
     out["alarm_rate"] = _ratio(int(p.sum()), p.size, 0.0)
     out["samples"] = int(p.size)
     out["f1_point_adjusted"] = f1_point_adjusted(tr, p)

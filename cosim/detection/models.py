@@ -26,17 +26,23 @@ FORMAT_VERSION = 1
 class AlarmFilter:
     """Turns scores into alarms: raised after ``confirm`` consecutive samples above the
     threshold, held for ``hold`` more samples after the score falls back (debouncing: a
-    single noisy sample neither raises nor drops an alarm)."""
+    single noisy sample neither raises nor drops an alarm). The first ``warmup`` samples
+    after a reset (the start of a run, while the twin synchronises) raise nothing."""
 
-    def __init__(self, threshold: float, confirm: int = 1, hold: int = 0) -> None:
+    def __init__(self, threshold: float, confirm: int = 1, hold: int = 0, warmup: int = 0) -> None:
         self.threshold, self.confirm, self.hold = float(threshold), max(1, int(confirm)), max(0, int(hold))
+        self.warmup = max(0, int(warmup))
         self.reset()
 
     def reset(self) -> None:
         self._above = 0
         self._left = 0
+        self._seen = 0
 
     def __call__(self, score: float) -> bool:
+        if self._seen < self.warmup:
+            self._seen += 1
+            return False
         if score > self.threshold:
             self._above += 1
             if self._above >= self.confirm:
@@ -60,19 +66,32 @@ class DetectionModel(ABC):
         window: rows of memory of the windowed features (1: the sample alone).
         threshold: alarm when the score is above it.
         confirm, hold: the alarm debouncing of :class:`AlarmFilter`.
+        warmup_s: no alarm in the first ``warmup_s`` seconds of a run (the twin is not yet
+            synchronised); turned into samples with ``sample_s``, the sampling period of the
+            data it was fitted on (set by ``experiments.fit``; the online detector must sample
+            at the same period).
+        tuning: what validation chose, when thresholds were tuned (``experiments.fit``).
     """
 
     kind_name: ClassVar[str] = ""
     supervised: ClassVar[bool] = False
 
-    def __init__(self, window: int = 1, confirm: int = 1, hold: int = 0) -> None:
+    def __init__(self, window: int = 1, confirm: int = 1, hold: int = 0, warmup_s: float = 0.0) -> None:
         self.window = int(window)
         self.confirm, self.hold = int(confirm), int(hold)
+        self.warmup_s = float(warmup_s)
+        self.sample_s: float | None = None
+        self.tuning: dict[str, Any] | None = None
         self.names: list[str] = []
         self.threshold = 0.0
 
+    @property
+    def warmup_samples(self) -> int:
+        warmup_s, sample_s = float(getattr(self, "warmup_s", 0.0)), getattr(self, "sample_s", None)
+        return int(np.ceil(warmup_s / sample_s - 1e-9)) if warmup_s > 0 and sample_s else 0
+
     def alarm_filter(self) -> AlarmFilter:
-        return AlarmFilter(self.threshold, self.confirm, self.hold)
+        return AlarmFilter(self.threshold, self.confirm, self.hold, self.warmup_samples)
 
     def alarms_run(self, run: np.ndarray) -> np.ndarray:
         """Alarms (0/1) of every sample of one run, as the online detector raises them."""
@@ -156,14 +175,15 @@ class CusumModel(DetectionModel):
 
     ``S_i = min(cap * h_i, max(0, S_i + |x_i| - k_i))``; score ``max_i S_i / h_i``; alarm above 1.
     ``k_i`` is the ``q`` quantile of ``|x_i|`` over the normal runs (drift allowance), ``h_i``
-    the largest ``S_i`` seen on them times ``margin`` (plus ``h_min``).
+    the largest ``S_i`` seen on them times ``margin`` (plus ``h_min``). During the warm-up
+    (``warmup_s``) the sums do not accumulate.
     """
 
     kind_name = "cusum"
 
     def __init__(self, q: float = 0.995, margin: float = 1.5, h_min: float = 1.0, cap: float = 2.0,
-                 confirm: int = 1, hold: int = 0) -> None:
-        super().__init__(window=1, confirm=confirm, hold=hold)
+                 confirm: int = 1, hold: int = 0, warmup_s: float = 0.0) -> None:
+        super().__init__(window=1, confirm=confirm, hold=hold, warmup_s=warmup_s)
         self.q, self.margin, self.h_min, self.cap = float(q), float(margin), float(h_min), float(cap)
         self.threshold = 1.0
         self.k = np.zeros(0)
@@ -187,8 +207,13 @@ class CusumModel(DetectionModel):
 
     def reset(self) -> None:
         self._s = np.zeros(len(self.names))
+        self._n, self._warm = 0, self.warmup_samples
 
     def decide(self, z: np.ndarray) -> tuple[float, int, str | None]:
+        n = self.__dict__.get("_n", 0)
+        if n < self.__dict__.get("_warm", 0):  # warming up: the sums start when the alarm may
+            self._n = n + 1
+            return 0.0, 0, None
         s = np.minimum(self.cap * self.h, np.maximum(0.0, self._s + np.abs(z) - self.k))
         self._s = s
         ratio = s / self.h
@@ -204,8 +229,8 @@ class LimitsModel(DetectionModel):
     kind_name = "limits"
 
     def __init__(self, margin: float = 0.1, floor: float = 1e-6, window: int = 1, confirm: int = 1,
-                 hold: int = 0) -> None:
-        super().__init__(window=window, confirm=confirm, hold=hold)
+                 hold: int = 0, warmup_s: float = 0.0) -> None:
+        super().__init__(window=window, confirm=confirm, hold=hold, warmup_s=warmup_s)
         self.margin, self.floor = float(margin), float(floor)
         self.lo = np.zeros(0)
         self.hi = np.zeros(0)
@@ -250,8 +275,9 @@ class StackedModel(DetectionModel):
     supervised = True
 
     def __init__(self, window: int = 5, threshold: float = 0.5, seed: int = 0, classes: Sequence[str] | None = None,
-                 other: str = "other", confirm: int = 1, hold: int = 0, boost_iter: int = 60) -> None:
-        super().__init__(window=window, confirm=confirm, hold=hold)
+                 other: str = "other", confirm: int = 1, hold: int = 0, boost_iter: int = 60,
+                 warmup_s: float = 0.0) -> None:
+        super().__init__(window=window, confirm=confirm, hold=hold, warmup_s=warmup_s)
         self.threshold = float(threshold)
         self.seed = int(seed)
         self.classes_wanted = list(classes) if classes else None

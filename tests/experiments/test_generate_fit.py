@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from cosim.detection.models import load_model
 from cosim.errors import ConfigurationError
-from experiments.fit import fit_and_evaluate, load_dataset
+from experiments.fit import fit_and_evaluate, load_dataset, tune, validation_split
 from experiments.generate import check_split, draw_scenario, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,22 +50,103 @@ def test_scoring_seeds_never_reach_training(tmp_path: Path) -> None:
         load_dataset(tmp_path)
 
 
+def _synthetic(root: Path) -> None:
+    """A dataset of 40 s runs: one residual that leaves its normal range only while an attack
+    changes something (t in [20, 24) of the attack's window [16, 26)); seeds 1-5 normal, 11-22
+    attack (training), 31-32 normal and 41-44 attack (test)."""
+    rng = np.random.default_rng(0)
+    runs = []
+    t = np.round(np.arange(0.0, 40.0, 0.05), 2)
+    for split, seeds, attack in (("train", range(1, 6), False), ("train", range(11, 23), True),
+                                 ("test", (31, 32), False), ("test", range(41, 45), True)):
+        for seed in seeds:
+            name = f"{split}_{'attack' if attack else 'normal'}_{seed}"
+            x = np.abs(rng.normal(0.0, 0.3, t.size))
+            interval = (t >= 16.0) & (t < 26.0) if attack else np.zeros(t.size, dtype=bool)
+            effect = interval & (t >= 20.0) & (t < 24.0)
+            x[effect] += 5.0
+            pd.DataFrame({"time": t, "label": np.where(interval, "spoofing", "normal"),
+                          "effect": np.where(effect, "spoofing", "normal"), "res:sig": x}).to_parquet(
+                root / f"{name}.parquet")
+            truth = [{"kind": "spoofing", "start": 16.0, "end": 26.0, "target": "sig"}] if attack else []
+            runs.append({"name": name, "split": split, "seed": seed, "truth": truth})
+    (root / "runs.json").write_text(json.dumps({"runs": runs}))
+
+
+def test_the_validation_split_is_carved_from_training_runs_only(tmp_path: Path) -> None:
+    _synthetic(tmp_path)
+    runs = load_dataset(tmp_path)
+    fit, val = validation_split(runs, 4)
+    test = {r["seed"] for r in runs if r["split"] == "test"}
+    assert {r["seed"] for r in val} == {4, 14, 18, 22}  # every 4th normal and attack (same target) run, by seed
+    assert not {r["seed"] for r in val} & test and not {r["seed"] for r in fit} & test
+    assert not {r["seed"] for r in val} & {r["seed"] for r in fit}
+    assert {r["seed"] for r in fit} | {r["seed"] for r in val} == {r["seed"] for r in runs if r["split"] == "train"}
+    assert validation_split(runs, 0)[1] == []
+    assert {r["seed"] for r in validation_split(runs, 4, normal_every=2)[1]} == {2, 4, 14, 18, 22}
+    for r in runs:  # attacks on another target form a group of their own: stratified by what is attacked
+        if r["split"] == "train" and r["seed"] >= 19:
+            r["truth"] = [{**r["truth"][0], "target": "other"}]
+    assert {r["seed"] for r in validation_split(runs, 4)[1]} == {4, 14, 18, 22}
+    assert {r["seed"] for r in validation_split(runs, 2)[1]} == {2, 4, 12, 14, 16, 18, 20, 22}
+    assert {r["seed"] for r in validation_split(runs, 3)[1]} == {3, 13, 16, 21}
+    with pytest.raises(ConfigurationError, match="never test runs"):
+        tune({}, {}, [r for r in runs if r["split"] == "test"], {}, 1.0, 0.0)
+
+
+def test_the_report_carries_both_label_definitions(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _synthetic(data)
+    model = tmp_path / "models" / "syn_residual.pkl"
+    cfg = OmegaConf.create({"seed": 0, "data": str(data), "detector": {
+        "name": "syn", "detectors": {"residual": {"model": str(model), "features": {"residuals": True}}},
+        "models": {"residual": {"type": "cusum", "params": {"q": 0.99, "margin": 1.5, "h_min": 1.0}}},
+        "fit": {"validation_every": 4, "warmup_s": 1.0, "grace_s": 2.0, "fa_budget_per_hour": 1.0}}})
+    report = fit_and_evaluate(cfg)
+    assert report["validation_seeds"] == [4, 14, 18, 22] and report["test_seeds"] == [31, 32, 41, 42, 43, 44]
+    interval, effect = report["combined"]["interval"]["all"], report["combined"]["effect"]["all"]
+    # the detector sees what changed: effect labels find it; interval labels count the no-op 60 % as missed
+    assert effect["recall"] > 0.9 and interval["recall"] < 0.5 and effect["f1"] > interval["f1"]
+    assert effect["median_delay_s"] < interval["median_delay_s"]
+    assert report["normal_operation"]["runs"] == 2 and report["normal_operation"]["false_alarms"] == 0
+    # normal time is what the runs hold (2 x 40 s normal, 4 x 30 s around the attacks), not the gaps between runs
+    assert interval["normal_hours"] == pytest.approx(200.0 / 3600.0, rel=1e-3)
+    assert report["tuning"]["validation_runs"] == ["train_attack_14", "train_attack_18", "train_attack_22",
+                                                   "train_normal_4"]
+    text = (model.parent / "syn_report.md").read_text()
+    assert "Interval labels" in text and "Effect labels" in text and "Warm-up: no alarm in the first 1.000 s" in text
+    saved = json.loads((model.parent / "syn_report.json").read_text())
+    assert set(saved["combined"]) == {"interval", "effect"} and set(saved["per_detector"]["residual"]) == {
+        "interval", "effect"}
+    assert load_model(model).warmup_samples == 20
+
+    # a validation split without attack runs of the kinds tuned for cannot choose anything: all runs are fitted on
+    cfg.detector.fit.objective_kinds = ["injection"]
+    report = fit_and_evaluate(cfg)
+    assert report["validation_seeds"] == [] and "no validation run of the kinds" in report["tuning"]["skipped"]
+    assert report["fit_seeds"] == [*range(1, 6), *range(11, 23)]
+
+
 @pytest.mark.slow
 def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
-    cfg = _config("generate", f"out={data}", "duration=16", "seeds.train_normal=[11,12]",
+    cfg = _config("generate", f"out={data}", "duration=16", "normal_duration=16", "workers=2",
+                  "seeds.train_normal=[11,12]",
                   "seeds.train_attack=[21,22,23]", "seeds.test_normal=[31]", "seeds.test_attack=[41]",
                   "attack_window.start={uniform:[6.0,8.0]}", "attack_window.duration=5.0",
                   "templates=[{attack: injection, target: plc.motor_cmd, params: {value: 1.0}},"
-                  "{attack: spoofing, target: conveyor.speed_meas, params: {mode: constant, value: 0.0}}]")
+                  "{attack: spoofing, target: conveyor.speed_meas, params: {mode: constant, value: 0.5}}]")
     manifest = generate(cfg)
     assert [r["split"] for r in manifest["runs"]] == ["train"] * 5 + ["test"] * 2
     table = pd.read_parquet(data / "test_attack_41.parquet")
-    assert list(table.columns[:2]) == ["time", "label"]
+    assert list(table.columns[:3]) == ["time", "label", "effect"]
     assert any(c.startswith("res:") for c in table.columns) and any(c.startswith("net:") for c in table.columns)
     truth = manifest["runs"][-1]["truth"][0]
     inside = (table.time >= truth["start"]) & (table.time < truth["end"])
     assert set(table.label[inside]) == {truth["kind"]} and set(table.label[~inside]) == {"normal"}
+    assert set(table.effect[~inside]) == {"normal"} and set(table.effect[inside]) <= {truth["kind"], "normal"}
+    assert (table.effect[inside] != "normal").mean() > 0.9  # the belt never runs at 0.5 m/s: a change nearly always
 
     monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -71,8 +154,9 @@ def test_generate_then_fit_on_the_cell(tmp_path: Path, monkeypatch: pytest.Monke
                                       "+detector.models.ids.params.boost_iter=10"))
     assert report["train_seeds"] == [11, 12, 21, 22, 23] and report["test_seeds"] == [31, 41]
     assert load_model(report["models"]["ids"]).classes[0] in {"injection", "normal", "spoofing"}
-    scored = report["combined"]["all"]
+    scored = report["combined"]["interval"]["all"]
     assert scored["event_recall"] == 1.0  # a 5 s attack on the belt is not missed
+    assert report["combined"]["effect"]["all"]["event_recall"] == 1.0
     assert scored["samples"] == 2 * len(table)
     # the fitted models are an MLflow run's artifacts: an episode can load them from there
     from_mlflow = load_model(f"runs:/{report['mlflow_run_id']}/models/dt_residual.pkl")
@@ -91,6 +175,7 @@ def test_an_episode_with_fitted_detectors_and_the_framework_contains_an_injectio
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     window = ("attack_window.start={uniform:[8.0,12.0]}", "attack_window.duration={uniform:[4.0,8.0]}")
     generate(_config("generate", f"out={tmp_path / 'models' / 'smart_factory' / 'data'}", "duration=24",
+                     "normal_duration=24",
                      "seeds.train_normal=[11,12]", "seeds.train_attack=[21,22,23,24,25,26]",
                      "seeds.test_normal=[31]", "seeds.test_attack=[41]", *window,
                      "templates=[{attack: injection, target: plc.valve_cmd, params: {value: true}},"
