@@ -102,27 +102,19 @@ class TwinSync(Observer):
         self._info = list(zip(real, scale_v, in_bound, strict=True))
         self._meas_buf: list[Any] = [0.0] * n
         self._pred_buf: list[Any] = [0.0] * n
-        # numbers only (no string signal): the comparison runs on arrays
-        self._numeric = all(t is not VarType.STRING for t in types)
-        self._real_v = np.asarray(real, dtype=bool)
-        self._scale_v = np.asarray(scale_v, dtype=float)
-        self._bound_v = np.asarray(in_bound, dtype=bool) & self._real_v
-        self._sum_sq: Any = np.zeros(n) if self._numeric else [0.0] * n
-        self._max_abs: Any = np.zeros(n) if self._numeric else [0.0] * n
-        self._mismatch: Any = np.zeros(n, dtype=np.int64) if self._numeric else [0] * n
-        self._bad_run: Any = np.zeros(n, dtype=np.int64) if self._numeric else [0] * n
+        self._sum_sq = [0.0] * n
+        self._max_abs = [0.0] * n
+        self._mismatch = [0] * n
+        self._bad_run = [0] * n
         self._count = 0
         self.deviation: list[float] = []  # aggregated normalised RMS, one per step
-        # last residuals (real: in scales; others: 0/1 mismatch)
-        self.latest: Any = np.zeros(n) if self._numeric else [0.0] * n
+        self.latest = [0.0] * n  # last residuals (real: in scales; others: 0/1 mismatch)
         self._every = int(self.every_ticks or min(master.step_ticks[r] for r in self.layout.replicas.values()))
         self._period_ticks = max(self._every, round(self.period_s / self._dt))
         self._persist_ticks = max(1, round(self.persist_s / (self._dt * self._every)))  # in comparisons
         self._hist: dict[int, list[Any]] = {}
         self._keep = 256  # twin steps of prediction history kept for delayed telemetry
         self._sources = [Port.parse(sig).unit for sig in self.signals]
-        self._by_source = {src: np.asarray([i for i, u in enumerate(self._sources) if u == src])
-                           for src in dict.fromkeys(self._sources)}
         self._channel_cache: dict[str, Any] | None = None
         self._late: dict[str, bool] = {}
         self._gaps: dict[str, int] = {}
@@ -149,8 +141,7 @@ class TwinSync(Observer):
     def after_step(self, tick: int) -> None:
         every = self._every
         if tick % every == 0:  # the replicas have just reached this tick: keep their prediction
-            pred = self._pred.read(self._pred_buf)
-            self._hist[tick] = np.array(pred, dtype=float) if self._numeric else list(pred)
+            self._hist[tick] = list(self._pred.read(self._pred_buf))
             self._hist.pop(tick - self._keep * every, None)
         if (tick - 1) % every:
             return
@@ -158,68 +149,10 @@ class TwinSync(Observer):
         # the receiver now holds what the plant sent at the previous tick (later, with network
         # latency): compare it with the twin's prediction for that same instant
         meas = self._meas.read(self._meas_buf)
-        t = self._master.grid.time(tick)
-        if self._numeric:
-            self._compare_arrays(np.array(meas, dtype=float), tick - 1, t)
-        else:
-            self._compare(meas, tick - 1, t)
-        self._count += 1
-        self._check_telemetry(t)
-        if self.policy == "state" and (tick - 1) % self._period_ticks == 0:
-            self._correct(meas)
-
-    def _compare_arrays(self, meas: np.ndarray, default: int, t: float) -> None:
-        """The comparison of :meth:`_compare`, on arrays (every signal a number)."""
-        every = self._every
-        network = getattr(self._master, "network", None)
-        per_source = self._sample_per_source(network) if network is not None else {}
-        n = len(meas)
-        pred = np.empty(n)
-        have = np.ones(n, dtype=bool)
-        ticks = {per_source.get(src, default) for src in self._by_source}
-        if len(ticks) == 1:  # every source sampled at the same tick (always so without a network)
-            (s_tick,) = ticks
-            row = self._hist.get(s_tick - s_tick % every) if s_tick >= 0 else None
-            if row is None:
-                self.deviation.append(0.0)
-                return
-            pred = row
-        else:
-            for src, idx in self._by_source.items():
-                s_tick = per_source.get(src, default)
-                row = self._hist.get(s_tick - s_tick % every) if s_tick >= 0 else None
-                if row is None:  # older than the kept history (a long delay): reported as late
-                    have[idx] = False
-                else:
-                    pred[idx] = row[idx]
-        real = self._real_v
-        r = np.where(real, (meas - pred) / self._scale_v, (meas != pred).astype(float))
-        a = np.abs(r)
-        bad = np.where(real, a > self.k, a > 0.0)
-        if not have.all():
-            r, a, bad = r[have], a[have], bad[have]
-            real, bound = real[have], self._bound_v[have]
-        else:
-            bound = self._bound_v
-        sel = have if not have.all() else slice(None)
-        self.latest[sel] = r
-        self._sum_sq[sel] += r * r
-        self._max_abs[sel] = np.maximum(self._max_abs[sel], a)
-        self._mismatch[sel] += bad & ~real
-        runs = np.where(bad, self._bad_run[sel] + 1, 0)
-        self._bad_run[sel] = runs
-        for j in np.flatnonzero(runs == self._persist_ticks):
-            i = int(np.flatnonzero(have)[j]) if not have.all() else int(j)
-            self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
-        rb = r[bound]
-        self.deviation.append(math.sqrt(float(rb @ rb) / rb.size) if rb.size else 0.0)
-
-    def _compare(self, meas: list[Any], default: int, t: float) -> None:
-        """Residual per signal against the prediction for its sample instant; faults; deviation."""
-        every = self._every
-        sample = self._sample_ticks(default)
+        sample = self._sample_ticks(tick - 1)
         latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
         k, persist, bound_sq, n_bound = self.k, self._persist_ticks, 0.0, 0
+        t = self._master.grid.time(tick)
         for i, (is_real, scale, in_bound) in enumerate(self._info):
             s_tick = sample[i]
             pred = self._hist.get(s_tick - s_tick % every) if s_tick >= 0 else None
@@ -247,7 +180,11 @@ class TwinSync(Observer):
                     self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
             else:
                 runs[i] = 0
+        self._count += 1
         self.deviation.append(math.sqrt(bound_sq / n_bound) if n_bound else 0.0)
+        self._check_telemetry(t)
+        if self.policy == "state" and (tick - 1) % self._period_ticks == 0:
+            self._correct(meas)
 
     def _sample_ticks(self, default: int) -> list[int]:
         """The tick each received signal was sampled at, from the network's time stamps
@@ -255,18 +192,13 @@ class TwinSync(Observer):
         network = getattr(self._master, "network", None)
         if network is None:
             return [default] * len(self.signals)
-        per_source = self._sample_per_source(network)
-        # direct (same-zone) telemetry: sampled at the previous tick
-        return [per_source.get(source, default) for source in self._sources]
-
-    def _sample_per_source(self, network: Any) -> dict[str, int]:
-        """Per source routed over the network, the tick its last delivered frame was sent at."""
         grid = self._master.grid  # type: ignore[union-attr]
         per_source: dict[str, int] = {}
         for source, channel in self._channels(network).items():
             sent = channel.last_sent_time
             per_source[source] = -1 if sent is None else round((sent - grid.start_time) / grid.base_step)
-        return per_source
+        # direct (same-zone) telemetry: sampled at the previous tick
+        return [per_source.get(source, default) for source in self._sources]
 
     def _channels(self, network: Any) -> dict[str, Any]:
         """Telemetry channel per source unit (looked up once; same-zone sources have none)."""
@@ -317,14 +249,13 @@ class TwinSync(Observer):
     def save_state(self) -> Any:
         keys = ("_sum_sq", "_max_abs", "_mismatch", "_bad_run", "latest")
         return ({k: list(getattr(self, k)) for k in keys}, self._count, len(self.deviation), list(self.events),
-                dict(self._late), dict(self._gaps), self.corrections,
-                {k: (v.copy() if isinstance(v, np.ndarray) else list(v)) for k, v in self._hist.items()})
+                dict(self._late), dict(self._gaps), self.corrections, dict(self._hist))
 
     def restore_state(self, state: Any) -> None:
         arrays, self._count, n_dev, events, self._late, self._gaps, self.corrections, hist = state
-        self._hist = {k: (np.array(v) if self._numeric else list(v)) for k, v in hist.items()}
+        self._hist = dict(hist)
         for k, v in arrays.items():
-            setattr(self, k, np.array(v) if self._numeric else list(v))
+            setattr(self, k, list(v))
         del self.deviation[n_dev:]
         self.events = list(events)
 
