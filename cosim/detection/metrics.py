@@ -189,15 +189,8 @@ def false_alarms_per_hour(times: Any, y_true: Any, y_pred: Any, durations: Any =
     for — when given (runs laid end to end with gaps between them must give it, or the gaps
     count as normal time). Returns 0.0 when there is no normal time.
     """
-    tr = _binary(y_true, "y_true")
-    p = _binary(y_pred, "y_pred")
-    _check_same(tr, p)
-    t = _times(times, p.size)
-    normal_s = float(np.sum(_durations(t, durations)[~tr]))
-    if normal_s <= 0:
-        return 0.0
-    onset = p & ~np.concatenate(([False], p[:-1]))
-    return float(np.sum(onset & ~tr)) / (normal_s / 3600.0)
+    hours = normal_hours(times, y_true, durations)
+    return false_alarm_onsets(times, y_true, y_pred) / hours if hours > 0 else 0.0
 
 
 def false_alarm_onsets(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval] = (),
@@ -289,10 +282,10 @@ def score_run(times: Any, y_true: Any, y_pred: Any, intervals: Sequence[Interval
     out.update({k: v for k, v in ev.items() if k != "delays"})
     ta = tr if y_attack is None else _binary(y_attack, "y_attack")
     _check_same(ta, p)
-    out["false_alarms_per_hour"] = false_alarms_per_hour(t, ta, p, durations)
     hours = normal_hours(t, ta, durations)
-    out["normal_hours"] = hours
     out["false_alarms"] = false_alarm_onsets(t, ta, p)
+    out["false_alarms_per_hour"] = out["false_alarms"] / hours if hours > 0 else 0.0
+    out["normal_hours"] = hours
     grace = false_alarm_onsets(t, ta, p, intervals, grace_s)
     out["false_alarms_per_hour_grace"] = grace / hours if hours > 0 else 0.0
     out["grace_s"] = float(grace_s)

@@ -709,7 +709,7 @@ class BulletArm(Unit):
             return cached[1]
         bodies: list[Any] = []
         visual_cache: dict[int, Any] = {}
-        for i in range(client.getNumBodies()):
+        for i in range(n_bodies):
             uid = client.getBodyUniqueId(i)
             links: list[Any] = []
             for link in range(-1, client.getNumJoints(uid)):
