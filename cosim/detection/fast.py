@@ -60,6 +60,19 @@ class _Forest:
         self.value = np.vstack(values)
         self.roots = np.asarray(roots)
         self.depth = depth
+        # one tree: walked in Python (a numpy step per level costs more than the whole walk)
+        self._lists = (self.feature.tolist(), self.threshold.tolist(), self.left.tolist(),
+                       self.right.tolist()) if len(trees) == 1 else None
+
+    def leaf(self, x32: np.ndarray) -> int:
+        """The leaf one sample reaches in a single-tree table."""
+        assert self._lists is not None
+        feature, threshold, left, right = self._lists
+        x = x32.tolist()
+        node = 0
+        while left[node] != node:
+            node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+        return node
 
     def leaves(self, x32: np.ndarray) -> np.ndarray:
         node = self.roots
@@ -73,7 +86,7 @@ def _tree_proba(est: Any) -> Proba:
     forest = _Forest([est.tree_])
 
     def proba(x: np.ndarray) -> np.ndarray:
-        counts = forest.value[forest.leaves(x.astype(np.float32).astype(np.float64))[0]]
+        counts = forest.value[forest.leaf(x.astype(np.float32).astype(np.float64))]
         return counts / counts.sum()
 
     return proba

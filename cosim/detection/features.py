@@ -97,6 +97,10 @@ class FeatureExtractor:
             self._conduits = [network.conduit(c) for c in chosen]
             for c in self._conduits:
                 names += [f"net:{c.name}:{k}" for k in (*NETWORK_DELTAS, *NETWORK_LEVELS, "age_s")]
+            n, m, k = len(NETWORK_DELTAS), len(NETWORK_LEVELS) + 1, len(self._conduits)
+            self._net_order = np.asarray([i for j in range(k) for i in (*range(j * n, (j + 1) * n),
+                                                                         *range(k * n + j * m, k * n + (j + 1) * m))])
+            self._net_key = ("detection.features.network", tuple(c.name for c in self._conduits))
         if not names:
             raise ConfigurationError("detector features: no features (give physics, residuals or network)")
         self.names = names
@@ -113,32 +117,32 @@ class FeatureExtractor:
         if self._twin is not None:
             latest = self._twin.latest
             parts += [abs(float(latest[i])) for i in self._res_index]
-        if self._conduits:
-            counters, levels = self._network_now(master)
-            delta = counters - self._last if self._last is not None else np.zeros_like(counters)
-            self._last = counters
-            n, m = len(NETWORK_DELTAS), len(NETWORK_LEVELS) + 1
-            for j in range(len(self._conduits)):
-                parts += [*delta[j * n:(j + 1) * n], *levels[j * m:(j + 1) * m]]
-        return np.asarray(parts, dtype=float)
+        if not self._conduits:
+            return np.asarray(parts, dtype=float)
+        counters, levels = self._network_now(master)
+        delta = counters - self._last if self._last is not None else np.zeros_like(counters)
+        self._last = counters
+        # per conduit: its increments, then its levels
+        return np.concatenate([np.asarray(parts, dtype=float), np.concatenate([delta, levels])[self._net_order]])
 
-    def _network_now(self, master: Master) -> tuple[np.ndarray, list[float]]:
+    def _network_now(self, master: Master) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative counters and levels (queue length, age of the last delivery) of the
         conduits now; read once per tick however many detectors ask for the same conduits."""
-        key = ("detection.features.network", tuple(c.name for c in self._conduits))
+        key = self._net_key
         cached = master.tick_cache.get(key)
         if cached is not None and cached[0] == master.tick:
             return cached[1]
         t = master.time
         stats = [c.stats() for c in self._conduits]
-        counters = np.asarray([float(st[k]) for st in stats for k in NETWORK_DELTAS])
+        counters = np.asarray([st[k] for st in stats for k in NETWORK_DELTAS], dtype=float)
         levels: list[float] = []
         for st in stats:
-            last_tick = int(st["last_delivery_tick"])
+            last_tick = st["last_delivery_tick"]
             age = t - master.grid.time(last_tick) if last_tick >= 0 else t
-            levels += [*(float(st[k]) for k in NETWORK_LEVELS), age]
-        master.tick_cache[key] = (master.tick, (counters, levels))
-        return counters, levels
+            levels += [*(st[k] for k in NETWORK_LEVELS), age]
+        out = (counters, np.asarray(levels, dtype=float))
+        master.tick_cache[key] = (master.tick, out)
+        return out
 
     def save_state(self) -> Any:
         return None if self._last is None else self._last.copy()

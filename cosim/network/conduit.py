@@ -682,22 +682,32 @@ class Conduit:
     # Statistics ------------------------------------------------------------------------
     def queue_length(self, now: float | None = None) -> int:
         """Messages waiting for the link at time ``now`` (default: the master's time)."""
+        waiting = self._departures
+        if not waiting:
+            return 0
         if now is None:
             net = self._network
             if net is None or net.master is None or self._grid is None:
-                return len(self._departures)
+                return len(waiting)
             now = self._grid.time(net.master.tick)
-        return sum(1 for d in self._departures if d > now)
+        return sum(1 for d in waiting if d > now)
 
     def stats(self) -> dict[str, Any]:
         """Cumulative counters (see :data:`cosim.network.stats.STAT_FIELDS`)."""
-        chans = self.channels
-        n_fast = sum(c.n_fast for c in chans)
+        n_fast = sent = fast_bytes = gaps = 0
+        last = _NEVER
+        for c in self.channels:  # one pass (this runs for every conduit at every detector sample)
+            n_fast += c.n_fast
+            sent += c.seq
+            fast_bytes += c.n_fast * c.size
+            gaps += c.gaps
+            if c.last_arrival_tick > last:
+                last = c.last_arrival_tick
         delivered = self.delivered + n_fast
         mean = self.latency_sum / delivered if delivered else 0.0
         var = self.latency_sq_sum / delivered - mean * mean if delivered else 0.0
         return {
-            "sent": sum(c.seq for c in chans),
+            "sent": sent,
             "delivered": delivered,
             "lost": self.lost,
             "dropped_cut": self.dropped_cut,
@@ -710,14 +720,14 @@ class Conduit:
             "out_of_order": self.out_of_order,
             "malformed": self.malformed,
             "injected": self.injected,
-            "bytes_sent": self.bytes_sent + sum(c.n_fast * c.size for c in chans),
+            "bytes_sent": self.bytes_sent + fast_bytes,
             "latency_sum_s": self.latency_sum,
             "latency_mean_s": mean,
             "latency_std_s": math.sqrt(var) if var > 0.0 else 0.0,
             "queue_length": self.queue_length(),
             "in_flight": self.in_flight,
-            "last_delivery_tick": max((c.last_arrival_tick for c in chans), default=_NEVER),
-            "gaps": sum(c.gaps for c in chans),
+            "last_delivery_tick": last,
+            "gaps": gaps,
             "cut": self._cut,
         }
 
