@@ -805,7 +805,10 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
 # Imported before forking, so that each episode's process has them (an import in the child
 # would be paid again by every episode).
 _PRELOAD = ("fmpy", "pybullet", "pyarrow.parquet", "cosim.attacks", "cosim.core.watchdog", "cosim.tracking.plots",
-            "experiments.relog")
+            "experiments.relog", "cosim.units.fmu", "cosim.units.bullet", "cosim.twin.replica", "cosim.twin.sync",
+            "cosim.twin.integrity", "cosim.network", "cosim.detection.online", "cosim.detection.fast",
+            "cosim.detection.metrics", "cosim.tracking.mlflow_log", "lxml.etree", "fmpy.validation", "fmpy.fmi2",
+            "fmpy.fmi3", "fmpy.logging")
 
 
 def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
@@ -816,10 +819,10 @@ def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
     """
     import importlib
 
-    for name in _PRELOAD:
+    for name in (*_PRELOAD, *_target_modules(cfg)):
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:  # a bad target is the episode's to report
             pass
     if cfg.get("plot", True):
         import matplotlib
@@ -838,6 +841,29 @@ def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
     except (ImportError, *tracking_exceptions()):
         pass  # the episode reports it
     return uri
+
+
+def _target_modules(cfg: DictConfig) -> list[str]:
+    """Modules of every ``_target_`` in ``cfg`` (units, observers, detectors, defence), and the
+    modules those load when built (the cell's scene), so that episodes do not import them."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            target = node.get("_target_")
+            if isinstance(target, str) and "." in target:
+                found.append(target.rsplit(".", 1)[0])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        walk(OmegaConf.to_container(cfg, resolve=False))
+    except OmegaConfBaseException:
+        return []
+    return list(dict.fromkeys(found))
 
 
 _WARMED: set[tuple[str, int, int]] = set()

@@ -252,11 +252,11 @@ class FMUUnit(Unit):
         component = self._fmu.component
         if len(channels) == 1 and channels[0].fn is not None:
             ch = channels[0]
-            fn, vr_arr, n, out, fmi3 = ch.fn, ch.vrs, len(ch.positions), ch.buf, ch.fmi_major == 3
-            as_bool = ch.int_bool
+            fn, args = _bare_call(ch, component)
+            out, as_bool = ch.buf, ch.int_bool
 
             def read_one_type() -> list[Value]:
-                status = fn(component, vr_arr, n, out, n) if fmi3 else fn(component, vr_arr, n, out)
+                status = fn(*args)
                 if status > 1:
                     raise self._status_error(ch.function, status)
                 return [v != 0 for v in out] if as_bool else out[:]
@@ -279,13 +279,12 @@ class FMUUnit(Unit):
         # one C call per type; the concatenated results are put back in the asked order
         order = [p for ch in channels for p in ch.positions]
         perm = itemgetter(*[order.index(i) for i in range(len(names))])
-        calls = [(ch.fn, ch.vrs, len(ch.positions), ch.buf, ch.fmi_major == 3, ch.int_bool, ch.function)
-                 for ch in channels]
+        calls = [(*_bare_call(ch, component), ch.buf, ch.int_bool, ch.function) for ch in channels]
 
         def read_mixed_fast() -> list[Value]:
             got: list[Any] = []
-            for fn, vr_arr, n, buf, fmi3, as_bool, function in calls:
-                status = fn(component, vr_arr, n, buf, n) if fmi3 else fn(component, vr_arr, n, buf)
+            for fn, args, buf, as_bool, function in calls:
+                status = fn(*args)
                 if status > 1:
                     raise self._status_error(function, status)
                 got += [v != 0 for v in buf] if as_bool else buf[:]
@@ -298,14 +297,15 @@ class FMUUnit(Unit):
         component = self._fmu.component
         if len(channels) == 1 and channels[0].fn is not None:
             ch = channels[0]
-            fn, vr_arr, n, buf, fmi3 = ch.fn, ch.vrs, len(ch.positions), ch.buf, ch.fmi_major == 3
+            fn, args = _bare_call(ch, component)
+            buf = ch.buf
 
             def write_one_type(values: Sequence[Value]) -> None:
                 try:
                     buf[:] = values
                 except TypeError as exc:
                     raise FMUError(self.name, f"set {names} (FMU {self.path.name})", str(exc)) from exc
-                status = fn(component, vr_arr, n, buf, n) if fmi3 else fn(component, vr_arr, n, buf)
+                status = fn(*args)
                 if status > 1:
                     raise self._status_error(ch.function, status)
 
@@ -514,6 +514,21 @@ _CTYPES: dict[int, dict[str, Any]] = {
         "Int32": ctypes.c_int32, "UInt32": ctypes.c_uint32, "Int64": ctypes.c_int64,
         "UInt64": ctypes.c_uint64, "Boolean": ctypes.c_bool},
 }
+
+
+def _bare_call(ch: _Channel, component: int) -> tuple[Any, tuple[Any, ...]]:
+    """``(function, arguments)`` calling ``ch``'s FMI get/set function on its buffer.
+
+    The function is a copy of the ctypes pointer without ``argtypes``, given arguments that
+    are ctypes objects already: ctypes then converts nothing per call (~1 us less each).
+    """
+    fn = ch.fn
+    bare = type(fn).from_address(ctypes.addressof(fn))  # same C function, no argtypes; fn stays alive in fmpy
+    bare.restype = fn.restype
+    n = ctypes.c_size_t(len(ch.positions))
+    instance = ctypes.c_void_p(component)
+    args = (instance, ch.vrs, n, ch.buf, n) if ch.fmi_major == 3 else (instance, ch.vrs, n, ch.buf)
+    return bare, args
 
 
 class _Channel:
