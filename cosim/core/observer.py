@@ -60,14 +60,21 @@ class PortReader:
             by_unit.setdefault(port.unit, []).append((i, port.variable))
         self._groups = [([i for i, _ in pairs], master.units[u].reader([v for _, v in pairs]))
                         for u, pairs in by_unit.items()]
+        # a unit whose ports are consecutive in the list is copied as a slice
+        self._slices = [(slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else None, idx, reader)
+                        for idx, reader in self._groups]
         self.size = len(ports)
 
     def read(self, out: list[Any] | None = None) -> list[Any]:
         """Current values, in port order (written into ``out`` when given)."""
         values = out if out is not None else [None] * self.size
-        for idx, reader in self._groups:
-            for i, v in zip(idx, reader(), strict=True):
-                values[i] = v
+        for where, idx, reader in self._slices:
+            got = reader()
+            if where is not None and len(got) == len(idx):
+                values[where] = got
+            else:
+                for i, v in zip(idx, got, strict=True):
+                    values[i] = v
         return values
 
 

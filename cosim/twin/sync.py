@@ -101,7 +101,6 @@ class TwinSync(Observer):
                     for s, r in zip(self.signals, real, strict=True)]
         self._info = list(zip(real, scale_v, in_bound, strict=True))
         self._meas_buf: list[Any] = [0.0] * n
-        self._pred_buf: list[Any] = [0.0] * n
         self._sum_sq = [0.0] * n
         self._max_abs = [0.0] * n
         self._mismatch = [0] * n
@@ -115,6 +114,8 @@ class TwinSync(Observer):
         self._hist: dict[int, list[Any]] = {}
         self._keep = 256  # twin steps of prediction history kept for delayed telemetry
         self._sources = [Port.parse(sig).unit for sig in self.signals]
+        self._source_names = list(dict.fromkeys(self._sources))
+        self._source_of = [self._source_names.index(u) for u in self._sources]
         self._channel_cache: dict[str, Any] | None = None
         self._late: dict[str, bool] = {}
         self._gaps: dict[str, int] = {}
@@ -141,7 +142,7 @@ class TwinSync(Observer):
     def after_step(self, tick: int) -> None:
         every = self._every
         if tick % every == 0:  # the replicas have just reached this tick: keep their prediction
-            self._hist[tick] = list(self._pred.read(self._pred_buf))
+            self._hist[tick] = self._pred.read()
             self._hist.pop(tick - self._keep * every, None)
         if (tick - 1) % every:
             return
@@ -149,13 +150,15 @@ class TwinSync(Observer):
         # the receiver now holds what the plant sent at the previous tick (later, with network
         # latency): compare it with the twin's prediction for that same instant
         meas = self._meas.read(self._meas_buf)
-        sample = self._sample_ticks(tick - 1)
+        hist = self._hist
+        # the prediction for the instant each source's telemetry was sampled at
+        rows = [hist.get(s - s % every) if s >= 0 else None for s in self._source_ticks(tick - 1)]
+        source_of = self._source_of
         latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
         k, persist, bound_sq, n_bound = self.k, self._persist_ticks, 0.0, 0
         t = self._master.grid.time(tick)
         for i, (is_real, scale, in_bound) in enumerate(self._info):
-            s_tick = sample[i]
-            pred = self._hist.get(s_tick - s_tick % every) if s_tick >= 0 else None
+            pred = rows[source_of[i]]
             if pred is None:
                 continue  # older than the kept history (a long delay): reported as late
             if is_real:
@@ -186,19 +189,23 @@ class TwinSync(Observer):
         if self.policy == "state" and (tick - 1) % self._period_ticks == 0:
             self._correct(meas)
 
-    def _sample_ticks(self, default: int) -> list[int]:
-        """The tick each received signal was sampled at, from the network's time stamps
-        (-1: routed but nothing delivered yet)."""
+    def _source_ticks(self, default: int) -> list[int]:
+        """The tick the telemetry of each source (in :attr:`_source_names` order) was sampled
+        at, from the network's time stamps (-1: routed but nothing delivered yet)."""
         network = getattr(self._master, "network", None)
         if network is None:
-            return [default] * len(self.signals)
+            return [default] * len(self._source_names)
         grid = self._master.grid  # type: ignore[union-attr]
-        per_source: dict[str, int] = {}
-        for source, channel in self._channels(network).items():
+        channels = self._channels(network)
+        ticks = []
+        for source in self._source_names:
+            channel = channels.get(source)
+            if channel is None:  # direct (same-zone) telemetry: sampled at the previous tick
+                ticks.append(default)
+                continue
             sent = channel.last_sent_time
-            per_source[source] = -1 if sent is None else round((sent - grid.start_time) / grid.base_step)
-        # direct (same-zone) telemetry: sampled at the previous tick
-        return [per_source.get(source, default) for source in self._sources]
+            ticks.append(-1 if sent is None else round((sent - grid.start_time) / grid.base_step))
+        return ticks
 
     def _channels(self, network: Any) -> dict[str, Any]:
         """Telemetry channel per source unit (looked up once; same-zone sources have none)."""
