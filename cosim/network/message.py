@@ -99,6 +99,17 @@ def canonical_bytes(source: str, destination: str, tags: tuple[str, ...], values
         if len(_HEADS) > 65536:
             _HEADS.clear()
         _HEADS[key] = head
+    return framed_bytes(head, source, destination, tags, values, timestamp, seq)
+
+
+def frame_head(source: str, destination: str, tags: tuple[str, ...]) -> bytes:
+    """The addresses-and-tags part of :func:`canonical_bytes` (fixed per channel)."""
+    return repr((source, destination, tags)).encode()
+
+
+def framed_bytes(head: bytes, source: str, destination: str, tags: tuple[str, ...], values: tuple[Value, ...],
+                 timestamp: float, seq: int) -> bytes:
+    """:func:`canonical_bytes` given its :func:`frame_head` (a sender that knows it skips the lookup)."""
     types = tuple(map(type, values))
     packer = _PACKERS.get(types, False)
     if packer is False:
