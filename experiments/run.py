@@ -235,13 +235,16 @@ def baseline(cfg: DictConfig) -> dict[str, Any] | None:
     if not cfg.get("baseline") or not cfg.baseline.get("enabled", True):
         return None
     key = baseline_key(baseline_config(cfg), int(cfg.seed))
-    base_cfg = copy.deepcopy(cfg)
-    with open_dict(base_cfg):
-        base_cfg.attack = {"name": "none", "events": []}
-        base_cfg.detector = {"name": "none", "detectors": {}}
-        base_cfg.defense = None
-    return cached_baseline(cfg.baseline.get("cache_dir", ".cache/baselines"), key,
-                           lambda: simulate_baseline(base_cfg, bool(cfg.get("progress", False))))
+
+    def compute() -> dict[str, Any]:  # only when the cache does not have it
+        base_cfg = copy.deepcopy(cfg)
+        with open_dict(base_cfg):
+            base_cfg.attack = {"name": "none", "events": []}
+            base_cfg.detector = {"name": "none", "detectors": {}}
+            base_cfg.defense = None
+        return simulate_baseline(base_cfg, bool(cfg.get("progress", False)))
+
+    return cached_baseline(cfg.baseline.get("cache_dir", ".cache/baselines"), key, compute)
 
 
 def run_episode(cfg: DictConfig, out_dir: Path,
@@ -867,6 +870,7 @@ def _target_modules(cfg: DictConfig) -> list[str]:
 
 
 _WARMED: set[tuple[str, int, int]] = set()
+_WARMED_CHOICES: set[str] = set()
 
 
 def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
@@ -875,6 +879,15 @@ def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
     Anything wrong is left for the episode to report."""
     from cosim.detection.models import load_model
 
+    try:  # the same detector choice as an earlier job of this process: warm already
+        choice = json.dumps([OmegaConf.to_container(cfg.get("detector"), resolve=False),
+                             OmegaConf.select(cfg, "defense.detector"), OmegaConf.select(cfg, "plant.name"),
+                             os.environ.get("COSIM_DETECTOR_DIR"), [str(d) for d in search_dirs]],
+                            sort_keys=True, default=str)
+    except Exception:
+        choice = None
+    if choice is not None and choice in _WARMED_CHOICES:
+        return
     try:
         resolved = copy.deepcopy(cfg)
         resolve_detector(resolved, search_dirs)
@@ -883,11 +896,13 @@ def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
                   if OmegaConf.is_dict(node) and isinstance(node.get("model"), str)]
     except Exception:
         return
+    every = True  # every model file of the choice is in memory
     for model in models:
         path = Path(model)
         try:
             st = path.stat()
         except OSError:
+            every = False
             continue  # not a local file (an MLflow URI), or not fitted yet
         key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
         if key in _WARMED:
@@ -895,8 +910,11 @@ def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
         try:
             load_model(path)
         except Exception:
+            every = False
             continue
         _WARMED.add(key)
+    if choice is not None and every:
+        _WARMED_CHOICES.add(choice)
 
 
 def _own_connections(uri: str | None) -> None:

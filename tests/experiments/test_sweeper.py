@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import subprocess
@@ -11,9 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
-
-from hydra_plugins.cosim_sweeper.cosim_sweeper import CosimSweeper
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,10 +27,16 @@ class CountingLoader:
         return master_config
 
 
+def sweeper_class() -> Any:
+    """The class as Hydra's plugin scan left it (the scan executes plugin modules again, in place)."""
+    Plugins.instance()
+    return importlib.import_module("hydra_plugins.cosim_sweeper.cosim_sweeper").CosimSweeper
+
+
 def test_one_composition_per_new_override_value():
     attacks, defences, seeds = ["a1", "a2", "a3"], ["d1", "d2"], ["0", "1", "2", "3"]
     batch = [[f"attack={a}", f"defense={d}", f"seed={s}"] for a, d, s in itertools.product(attacks, defences, seeds)]
-    sweeper = CosimSweeper(max_batch_size=None)
+    sweeper = sweeper_class()(max_batch_size=None)
     loader = CountingLoader()
     sweeper.hydra_context = SimpleNamespace(config_loader=loader)
     sweeper.config = OmegaConf.create({})
