@@ -36,12 +36,13 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from cosim.detection.metrics import effect_intervals, false_alarm_onsets, pointwise, score_run
 from cosim.detection.models import MODELS, AlarmFilter, DetectionModel
 from cosim.errors import ConfigurationError, CosimError
+from experiments.plant import plain
 
 NORMAL = "normal"
 LABELS = {"label": "interval", "effect": "effect"}  # dataset column -> name of the definition
@@ -57,10 +58,6 @@ TUNE_GRID: dict[str, dict[str, list[float]]] = {
     "stacked": {"threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], "confirm": [1, 2, 3, 4, 6],
                 "hold": [0, 2, 4, 10, 20]},
 }
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def load_dataset(data: str | Path) -> list[dict[str, Any]]:
@@ -311,7 +308,7 @@ def normal_operation(alarms_by_run: Mapping[str, np.ndarray], runs: Sequence[Map
 
 
 def fit_settings(det: Any) -> dict[str, Any]:
-    settings = {**FIT_DEFAULTS, **(_plain(det.get("fit")) or {})}
+    settings = {**FIT_DEFAULTS, **(plain(det.get("fit")) or {})}
     unknown = set(settings) - set(FIT_DEFAULTS)
     if unknown:
         raise ConfigurationError(f"detector '{det.get('name')}': unknown fit settings {sorted(unknown)}; "
@@ -324,8 +321,8 @@ def fit_settings(det: Any) -> dict[str, Any]:
 def fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     runs = load_dataset(str(cfg.data))
     det = cfg.detector
-    entries = _plain(det.get("detectors")) or {}
-    models_cfg = _plain(det.get("models")) or {}
+    entries = plain(det.get("detectors")) or {}
+    models_cfg = plain(det.get("models")) or {}
     if not entries:
         raise ConfigurationError(f"detector '{det.get('name')}' has no detectors to fit")
     settings = fit_settings(det)
@@ -429,7 +426,7 @@ def log_fit(report: Mapping[str, Any], out: Path, experiment: str) -> str:
 
 def missing_models(detector: DictConfig) -> list[str]:
     """Model files a detector config names that do not exist yet."""
-    entries = _plain(detector.get("detectors")) or {}
+    entries = plain(detector.get("detectors")) or {}
     return [str(e["model"]) for e in entries.values() if "model" in e and not Path(str(e["model"])).is_file()]
 
 

@@ -39,13 +39,13 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from cosim.core.observer import Observer
 from cosim.detection.features import FeatureExtractor, FeatureSpec
 from cosim.errors import ConfigurationError, CosimError
-from experiments.plant import build_system, register_resolvers
+from experiments.plant import build_system, plain, register_resolvers
 
 register_resolvers()
 
@@ -116,9 +116,9 @@ def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None,
     probe = None
     if campaign is not None:
         master.add_observer(campaign)
-        twin_cfg = _plain(cfg.plant.get("twin")) or {}
+        twin_cfg = plain(cfg.plant.get("twin")) or {}
         probe = master.add_observer(EffectProbe(campaign, twin_cfg.get("scales") or {}))
-    features = _plain(cfg.features)
+    features = plain(cfg.features)
     log = FeatureLog(FeatureSpec(physics=list(features.get("physics") or []),
                                  residuals=bool(features.get("residuals")),
                                  network=list(features.get("network") or [])), sync, int(cfg.every_ticks))
@@ -133,10 +133,6 @@ def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None,
     return {"times": np.asarray(log.times), "X": np.vstack(log.rows), "names": log.names, "labels": labels,
             "effect": effect, "truth": truth.as_list() if truth is not None else [],
             "measured": dict(probe.measured) if probe is not None else {}}
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def check_split(seeds: Mapping[str, Sequence[int]]) -> None:
@@ -184,12 +180,12 @@ def _workers(cfg: DictConfig, jobs: int) -> int:
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
-    seeds = {k: [int(s) for s in v] for k, v in _plain(cfg.seeds).items()}
+    seeds = {k: [int(s) for s in v] for k, v in plain(cfg.seeds).items()}
     check_split(seeds)
     out = Path(str(cfg.out))
     out.mkdir(parents=True, exist_ok=True)
-    templates = _plain(cfg.templates)
-    window = _plain(cfg.attack_window)
+    templates = plain(cfg.templates)
+    window = plain(cfg.attack_window)
     normal_s = cfg.get("normal_duration")
     jobs = []
     for split in SPLITS:

@@ -46,7 +46,7 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
     if base_step <= 0:
         raise ConfigurationError(f"plant.base_step must be positive, got {base_step}")
     algorithm = str(cfg.get("algorithm", "jacobi"))
-    rates: dict[str, int] = _plain(cfg.get("step_ticks")) or {}
+    rates: dict[str, int] = plain(cfg.get("step_ticks")) or {}
     if "path" in cfg.keys():  # noqa: SIM118 - `in cfg` is False for a missing (???) value
         if OmegaConf.is_missing(cfg, "path") or not cfg.path:
             raise ConfigurationError(f"plant '{name}' needs a path: plant.path=/abs/path/plant.ssp")
@@ -54,7 +54,7 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
         if path.suffix.lower() not in (".ssp", ".ssd"):
             raise ConfigurationError(f"plant.path '{path}' is not an .ssp or .ssd file")
         spec = read_ssp(path).to_spec(base_step, algorithm, rates)
-        spec.inputs.update(_plain(cfg.get("inputs")) or {})
+        spec.inputs.update(plain(cfg.get("inputs")) or {})
         return spec
     units_cfg = cfg.get("units")
     if not units_cfg:
@@ -75,8 +75,8 @@ def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:
     return SystemSpec(
         base_step=float(base_step),
         units=units,
-        connections=parse_connections(_plain(cfg.get("connections")) or []),
-        inputs=_plain(cfg.get("inputs")) or {},
+        connections=parse_connections(plain(cfg.get("connections")) or []),
+        inputs=plain(cfg.get("inputs")) or {},
         start_time=_number(cfg, "start_time", float, 0.0),
         stop_time=_number(cfg, "duration", float, None),
         algorithm=str(algorithm),
@@ -98,7 +98,7 @@ def _number(cfg: DictConfig, key: str, kind: type, default: Any = ...) -> Any:
         raise ConfigurationError(f"plant.{key} must be a {kind.__name__}, got {value!r}") from None
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A config node as plain Python containers (resolved); anything else unchanged."""
     if OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
@@ -110,7 +110,7 @@ def _factory(default_name: str, ucfg: DictConfig):
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
-        resolved = _plain(ucfg)  # resolved while still attached to the root config (${seed})
+        resolved = plain(ucfg)  # resolved while still attached to the root config (${seed})
         kwargs = deep_merge({k: v for k, v in resolved.items() if k not in _RESERVED}, overrides or {})
         name = name or default_name
         try:
@@ -132,7 +132,7 @@ def instantiate_observer(name: str, ocfg: Any, **kwargs: Any) -> Observer:
     if ocfg is None or "_target_" not in ocfg:
         raise ConfigurationError(f"observer '{name}' needs a _target_ in the plant config")
     try:
-        obs = instantiate(_plain(ocfg), **kwargs, _convert_="all")
+        obs = instantiate(plain(ocfg), **kwargs, _convert_="all")
     except Exception as exc:
         cause = exc.__cause__ or exc
         if isinstance(cause, CosimError):
@@ -167,9 +167,9 @@ def system_spec(cfg: DictConfig) -> tuple[SystemSpec, Any]:
         spec,
         list(plant_twin.replicate),
         prefix=str(twin.get("prefix", "twin_")),
-        overrides=_plain(plant_twin.get("overrides")) or {},
-        step_ticks=_plain(plant_twin.get("step_ticks")) or {},
-        exclude_signals=_plain(plant_twin.get("exclude_signals")) or [],
+        overrides=plain(plant_twin.get("overrides")) or {},
+        step_ticks=plain(plant_twin.get("step_ticks")) or {},
+        exclude_signals=plain(plant_twin.get("exclude_signals")) or [],
     )
     if twin.get("verify_models", True):
         _verify_replica_models(spec, list(layout.replicas.values()))
@@ -180,11 +180,11 @@ def twin_sync(cfg: DictConfig, layout: Any) -> Observer:
     """The twin's synchroniser, from ``twin.sync`` and the plant's ``twin`` scales."""
     from cosim.twin.sync import TwinSync
 
-    sync = _plain(cfg.twin.get("sync")) or {}
+    sync = plain(cfg.twin.get("sync")) or {}
     plant_twin = cfg.plant.twin
     try:
-        return TwinSync(layout, scales=_plain(plant_twin.get("scales")) or {},
-                        bound_exclude=_plain(plant_twin.get("bound_exclude")) or [], **sync)
+        return TwinSync(layout, scales=plain(plant_twin.get("scales")) or {},
+                        bound_exclude=plain(plant_twin.get("bound_exclude")) or [], **sync)
     except TypeError as exc:
         raise ConfigurationError(f"twin.sync: {exc}") from None
 
@@ -225,7 +225,7 @@ def network_factory(cfg: DictConfig) -> Any:
     net_cfg = cfg.get("network")
     if not net_cfg or not net_cfg.get("enabled"):
         return None
-    plain = {k: v for k, v in (_plain(net_cfg) or {}).items() if k != "enabled"}
+    described = {k: v for k, v in (plain(net_cfg) or {}).items() if k != "enabled"}
 
     def make(units: list[str]) -> Any:
         from cosim.network import network_from_config
@@ -233,13 +233,13 @@ def network_factory(cfg: DictConfig) -> Any:
 
         present = set(units) | {"net"}
         zones = {}
-        for zone, members in (plain.get("zones") or {}).items():
+        for zone, members in (described.get("zones") or {}).items():
             if isinstance(members, Mapping):
                 members = {**members, "units": [u for u in members.get("units", []) if u in present]}
             else:
                 members = [u for u in members if u in present]
             zones[zone] = members
-        config = {**plain, "zones": zones, "exempt": [*plain.get("exempt", []), "net"]}
+        config = {**described, "zones": zones, "exempt": [*described.get("exempt", []), "net"]}
         keys = None
         hmac_conduits = [c["name"] for c in config.get("conduits", []) if c.get("auth") == "hmac"]
         if hmac_conduits:

@@ -24,7 +24,6 @@ ending there (the steps ``k - every .. k - 1`` before a sample taken at tick ``k
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cosim.core.observer import Observer
+from cosim.twin.sync import signal_scale
 
 if TYPE_CHECKING:
     from cosim.attacks.base import Attack
@@ -49,14 +49,8 @@ def signal_of(manipulator_target: str) -> str:
 
 
 def scale_of(signal: str, scales: Mapping[str, float] | None) -> float:
-    """The signal's scale (exact name first, then the first matching glob); 0 without one."""
-    scales = scales or {}
-    if signal in scales:
-        return float(scales[signal])
-    for pattern, value in scales.items():
-        if fnmatch.fnmatchcase(signal, pattern):
-            return float(value)
-    return 0.0
+    """The signal's scale by the twin's rule (:func:`~cosim.twin.sync.signal_scale`); 0 without one."""
+    return signal_scale(signal, scales or {}, 0.0)
 
 
 def changed(true: Any, manipulated: Any, scale: float) -> bool:

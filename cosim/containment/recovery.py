@@ -21,6 +21,7 @@ from cosim.core.observer import PortReader
 from cosim.core.state import aligned, export_units, import_units
 from cosim.errors import CosimError, IntegrityError
 from cosim.twin.integrity import KeyStore, SignedSnapshot
+from cosim.twin.sync import signal_scale
 
 if TYPE_CHECKING:
     from cosim.containment.orchestrator import ContainmentOrchestrator
@@ -75,10 +76,7 @@ class TwinRecovery:
 
     @staticmethod
     def _scale(sync: Any, signal: str) -> float:
-        for pattern, scale in dict(getattr(sync, "scales", {})).items():
-            if fnmatch.fnmatchcase(signal, pattern):
-                return float(scale)
-        return float(getattr(sync, "default_scale", 1.0))
+        return signal_scale(signal, dict(getattr(sync, "scales", {})), float(getattr(sync, "default_scale", 1.0)))
 
     def sandbox(self) -> Sandbox | None:
         """The sandbox twin (built once, from the newest verified snapshot)."""

@@ -37,13 +37,26 @@ if TYPE_CHECKING:
 POLICIES = ("none", "state")
 
 
+def signal_scale(signal: str, scales: Mapping[str, float], default: float) -> float:
+    """The scale of deviation of a plant signal ``unit.var``: that of its exact name in
+    ``scales``, else of the first ``fnmatch`` pattern there that matches it, else ``default``.
+    One rule for the twin's deviation, its recovery checks and the attacks' effect labels."""
+    if signal in scales:
+        return float(scales[signal])
+    for pattern, scale in scales.items():
+        if fnmatch.fnmatchcase(signal, pattern):
+            return float(scale)
+    return float(default)
+
+
 class TwinSync(Observer):
     """Twin deviation, synchronisation faults and correction.
 
     Args:
         layout: what :func:`~cosim.twin.replica.add_twin` added.
-        scales: ``{pattern: scale}`` normalising each real signal (``fnmatch`` patterns on
-            the plant signal ``unit.var``; first match wins); default ``default_scale``.
+        scales: ``{pattern: scale}`` normalising each real signal (exact names or ``fnmatch``
+            patterns on the plant signal ``unit.var``; see :func:`signal_scale`); default
+            ``default_scale``.
         policy: ``none`` or ``state``.
         period_s: correction period (s).
         max_age_s: telemetry older than this (plus its source's own step) is late.
@@ -79,10 +92,7 @@ class TwinSync(Observer):
         self.corrections = 0
 
     def _scale(self, signal: str) -> float:
-        for pattern, scale in self.scales.items():
-            if fnmatch.fnmatchcase(signal, pattern):
-                return float(scale)
-        return self.default_scale
+        return signal_scale(signal, self.scales, self.default_scale)
 
     def on_start(self, master: Master) -> None:
         self._master = master
