@@ -846,15 +846,21 @@ def _prepare_fork(cfg: DictConfig, sweep_dir: str | None) -> str | None:
     return uri
 
 
+#: Packages of this project whose modules :func:`_prepare_fork` imports for the episodes. Other
+#: modules (third-party units, plug-ins) are imported in the episode's process, where a crash
+#: while importing them fails only that episode.
+_OWN_PACKAGES = ("cosim.", "models.", "experiments.")
+
+
 def _target_modules(cfg: DictConfig) -> list[str]:
-    """Modules of every ``_target_`` in ``cfg`` (units, observers, detectors, defence), and the
-    modules those load when built (the cell's scene), so that episodes do not import them."""
+    """Modules of this project named by a ``_target_`` in ``cfg`` (units, observers, detectors,
+    defence), so that episodes do not import them again."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, Mapping):
             target = node.get("_target_")
-            if isinstance(target, str) and "." in target:
+            if isinstance(target, str) and target.startswith(_OWN_PACKAGES):
                 found.append(target.rsplit(".", 1)[0])
             for value in node.values():
                 walk(value)
