@@ -21,6 +21,7 @@ from pybullet_utils.bullet_client import BulletClient
 from cosim.core.unit import PythonUnit, real
 from cosim.core.variables import Causality, Variable, VarType
 from cosim.errors import ConfigurationError
+from cosim.tracking.summary import write_json_atomic
 from cosim.units.bullet import ROBOTS, BulletArm
 from models.build import REPO_ROOT
 
@@ -119,10 +120,7 @@ class RobotController(PythonUnit):
         if poses is None:
             poses = cls._solve(name, robot, waypoints, tool_link, tool_offset, base_position, tool_yaw, home_yaw)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps({"ident": ident, "poses": poses}))
-                os.replace(tmp, path)
+                write_json_atomic(path, {"ident": ident, "poses": poses})
             except OSError:
                 pass  # a read-only cache only costs the solve next time
         _solved[key] = poses
