@@ -34,6 +34,25 @@ from cosim.tracking.mlflow_log import (
 )
 
 
+def fail_sweep(sweep_dir: str | Path, error: str) -> None:
+    """Mark the sweep's parent run FAILED with ``error`` (a sweep that stopped before its jobs,
+    e.g. on a config that does not compose). A tracking problem here is said, not raised: the
+    sweep's own error is the one that counts."""
+    parent = read_parent(sweep_dir)
+    os.environ.pop(ENV_PARENT, None)
+    if not parent or not parent.get("run_id"):
+        return
+    from mlflow.entities import RunTag
+
+    try:
+        mlf = client(parent.get("tracking_uri"))
+        mlf.log_batch(str(parent["run_id"]), tags=[RunTag("error", error[:5000])])
+        mlf.set_terminated(str(parent["run_id"]), status="FAILED")
+    except tracking_exceptions() as exc:
+        print(f"error: sweep: could not mark the MLflow parent run {parent.get('run_id')} FAILED: "
+              f"{server_error(exc, parent.get('tracking_uri'))}", file=sys.stderr)
+
+
 def count_jobs(overrides: list[str], sweeper_params: dict[str, Any]) -> int | None:
     """Jobs of a basic-sweeper sweep: the product of the sweep lengths (command line over config)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -6,7 +6,8 @@ catch composition errors early; composing takes ~0.3 s here, so ``experiment=pap
 :class:`CosimSweeper` composes a job only when it brings an override (``key=value``) that no
 composed job had: the first job, then one per new attack, defence, seed... (27 composes for
 ``paper_table``). A misspelt option or key still stops the sweep before any job runs, with
-Hydra's error. An error that only a combination of values causes shows in its job instead.
+Hydra's error, and the sweep's MLflow parent run ends FAILED with that error. An error
+that only a combination of values causes surfaces later, when the launcher composes that job.
 
 Hydra loads sweepers only from the ``hydra_plugins`` package, hence this module's place;
 ``conf/run.yaml`` selects it with ``override hydra/sweeper: cosim``.
@@ -42,4 +43,11 @@ class CosimSweeper(BasicSweeper):
             if not seen.issuperset(overrides):
                 chosen.append(overrides)
                 seen.update(overrides)
-        super().validate_batch_is_legal(chosen)
+        try:
+            super().validate_batch_is_legal(chosen)
+        except Exception as exc:  # no job will run: the sweep's parent run ends FAILED, with the error
+            from cosim.tracking.callbacks import fail_sweep
+
+            assert self.config is not None
+            fail_sweep(str(self.config.hydra.sweep.dir), str(exc).strip() or type(exc).__name__)
+            raise

@@ -13,6 +13,7 @@ from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
+from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,3 +64,7 @@ def test_a_misspelt_option_stops_the_sweep_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "Could not find 'attack/nope'" in proc.stderr
     assert not list((tmp_path / "sweep").glob("*/summary.json"))  # no job ran
+    runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+        [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()])
+    assert [r.info.status for r in runs] == ["FAILED"]  # the sweep's parent run, with the error
+    assert "Could not find 'attack/nope'" in runs[0].data.tags["error"]
