@@ -84,3 +84,30 @@ def test_snapshot_keeps_the_manipulator_on_its_conduit() -> None:
     master.run(until_tick=8)
     master.restore_snapshot(snap)
     assert forged.path is net.conduit("f2c")
+
+
+def _keyed_run(hook: bool) -> tuple[list[float], dict[str, object], list[int], object]:
+    from tests.network.helpers import pair
+
+    master, net = pair(base_step=0.01, variables=("t", "n", "x"), auth="hmac", hmac_keys={"f2c": b"k" * 32})
+    conduit = net.conduit("f2c")
+    if hook:
+        conduit.add_hook(lambda msg: msg)  # the general path: the frame is signed, then passed on as is
+    master.run(until_tick=50)
+    stats = dict(conduit.stats())
+    ch = conduit.channels[0]
+    return master.units["r"].get(["t", "n", "x"]), stats, [ch.seq, ch.last_seq, ch.gaps], ch.last_sent_time
+
+
+def test_a_keyed_conduit_without_delay_delivers_as_the_general_path_does() -> None:
+    from tests.network.helpers import pair
+
+    fast_values, fast_stats, fast_seq, fast_ts = _keyed_run(hook=False)
+    slow_values, slow_stats, slow_seq, slow_ts = _keyed_run(hook=True)
+    assert fast_values == slow_values and fast_seq == slow_seq and fast_ts == slow_ts
+    assert fast_stats == slow_stats
+    assert fast_stats["delivered"] == 50 and fast_stats["auth_failures"] == 0
+    _master, net = pair(base_step=0.01, auth="hmac", hmac_keys={"f2c": b"k" * 32})
+    assert net.conduit("f2c").fast  # ... without computing a tag nobody checks
+    net.conduit("f2c").add_hook(lambda msg: msg)
+    assert not net.conduit("f2c").fast
