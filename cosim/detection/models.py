@@ -188,7 +188,7 @@ class CusumModel(DetectionModel):
         self.threshold = 1.0
         self.k = np.zeros(0)
         self.h = np.zeros(0)
-        self._s = np.zeros(0)
+        self._s: list[float] = []
 
     def fit(self, runs: Sequence[np.ndarray], names: Sequence[str],
             labels: Sequence[Sequence[str]] | None = None) -> CusumModel:
@@ -206,7 +206,7 @@ class CusumModel(DetectionModel):
         return self
 
     def reset(self) -> None:
-        self._s = np.zeros(len(self.names))
+        self._s: list[float] = [0.0] * len(self.names)
         self._n, self._warm = 0, self.warmup_samples
 
     def decide(self, z: np.ndarray) -> tuple[float, int, str | None]:
@@ -214,10 +214,22 @@ class CusumModel(DetectionModel):
         if n < self.__dict__.get("_warm", 0):  # warming up: the sums start when the alarm may
             self._n = n + 1
             return 0.0, 0, None
-        s = np.minimum(self.cap * self.h, np.maximum(0.0, self._s + np.abs(z) - self.k))
+        # a handful of features: Python floats with numpy's maximum/minimum/argmax semantics
+        # (NaN propagates; max(0.0, -0.0) is -0.0), so the sums are those of the array form
+        cap, s, ratio = self.cap, [], []
+        for sj, zj, kj, hj in zip(self._s, z.tolist(), self.k.tolist(), self.h.tolist(), strict=True):
+            v = sj + abs(zj) - kj
+            if v < 0.0:
+                v = 0.0
+            c = cap * hj
+            if c < v:
+                v = c
+            s.append(v)
+            ratio.append(v / hj)
         self._s = s
-        ratio = s / self.h
-        i = int(np.argmax(ratio))
+        i = next((j for j, r in enumerate(ratio) if r != r), None)  # the first NaN, as argmax
+        if i is None:
+            i = max(range(len(ratio)), key=ratio.__getitem__)
         return float(ratio[i]), i, None
 
 
