@@ -23,16 +23,16 @@ import numpy as np
 
 from cosim.core.observer import PortReader
 from cosim.errors import ConfigurationError
+from cosim.network.conduit import TRAFFIC_FIELDS
 
 if TYPE_CHECKING:
     from cosim.core.master import Master
     from cosim.twin.sync import TwinSync
 
 #: Cumulative conduit counters turned into per-sample increments.
-NETWORK_DELTAS = ("delivered", "gaps", "auth_failures", "out_of_order", "malformed", "dropped_cut",
-                  "dropped_filter", "dropped_rate", "dropped_queue", "bytes_sent")
+NETWORK_DELTAS = TRAFFIC_FIELDS[:10]
 #: Instantaneous conduit values.
-NETWORK_LEVELS = ("queue_length",)
+NETWORK_LEVELS = TRAFFIC_FIELDS[10:11]
 
 
 @dataclass
@@ -133,14 +133,14 @@ class FeatureExtractor:
         if cached is not None and cached[0] == master.tick:
             return cached[1]
         t = master.time
-        stats = [c.stats() for c in self._conduits]
-        counters = np.asarray([st[k] for st in stats for k in NETWORK_DELTAS], dtype=float)
+        time_of = master.grid.time
+        counters: list[int] = []
         levels: list[float] = []
-        for st in stats:
-            last_tick = st["last_delivery_tick"]
-            age = t - master.grid.time(last_tick) if last_tick >= 0 else t
-            levels += [*(st[k] for k in NETWORK_LEVELS), age]
-        out = (counters, np.asarray(levels, dtype=float))
+        for c in self._conduits:
+            *deltas, queue, last_tick = c.traffic()
+            counters += deltas
+            levels += (queue, t - time_of(last_tick) if last_tick >= 0 else t)
+        out = (np.asarray(counters, dtype=float), np.asarray(levels, dtype=float))
         master.tick_cache[key] = (master.tick, out)
         return out
 

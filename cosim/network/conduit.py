@@ -281,6 +281,12 @@ _COUNTERS = ("lost", "dropped_cut", "dropped_filter", "dropped_rate", "dropped_q
              "delivered", "in_flight")
 
 
+#: What :meth:`Conduit.traffic` gives, in order (names of :meth:`Conduit.stats`).
+TRAFFIC_FIELDS = ("delivered", "gaps", "auth_failures", "out_of_order", "malformed", "dropped_cut",
+                  "dropped_filter", "dropped_rate", "dropped_queue", "bytes_sent", "queue_length",
+                  "last_delivery_tick")
+
+
 def _hmac_template(key: bytes) -> Any:
     """An HMAC-SHA256 state with the key's pads done, copied per message. OpenSSL's own HMAC
     object where the ``hmac`` module keeps one (``copy``/``update``/``digest`` without a
@@ -712,6 +718,21 @@ class Conduit:
                 return len(waiting)
             now = self._grid.time(net.master.tick)
         return sum(1 for d in waiting if d > now)
+
+    def traffic(self) -> tuple[int, ...]:
+        """The counters of :data:`TRAFFIC_FIELDS`, as :meth:`stats` gives them, without the
+        rest (what a detector reads at every sample)."""
+        n_fast = fast_bytes = gaps = 0
+        last = _NEVER
+        for c in self.channels:
+            n_fast += c.n_fast
+            fast_bytes += c.n_fast * c.size
+            gaps += c.gaps
+            if c.last_arrival_tick > last:
+                last = c.last_arrival_tick
+        return (self.delivered + n_fast, gaps, self.auth_failures, self.out_of_order, self.malformed,
+                self.dropped_cut, self.dropped_filter, self.dropped_rate, self.dropped_queue,
+                self.bytes_sent + fast_bytes, self.queue_length(), last)
 
     def stats(self) -> dict[str, Any]:
         """Cumulative counters (see :data:`cosim.network.stats.STAT_FIELDS`)."""

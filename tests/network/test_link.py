@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cosim import Observer, Recorder
+from cosim.network.conduit import TRAFFIC_FIELDS
 from tests.network.helpers import pair
 
 N_MESSAGES = 5000
@@ -83,6 +84,7 @@ def test_bandwidth_below_the_send_rate_serialises_queues_and_drops():
     m.add_observer(Probe())
     m.step(2000)
     s = net.stats()["f2c"]
+    assert net.conduit("f2c").traffic() == tuple(s[k] for k in TRAFFIC_FIELDS)  # the detectors' view
     assert s["sent"] == 2000
     # the link carries one frame per 10 ms: ~200 in 2 s, the rest is dropped at the queue
     assert 195 <= s["delivered"] <= 200

@@ -10,6 +10,7 @@ from cosim.core.unit import PythonUnit
 from cosim.core.variables import Causality, Variable, VarType
 from cosim.errors import ConfigurationError
 from cosim.network import ConduitConfig, Network
+from cosim.network.conduit import TRAFFIC_FIELDS
 
 
 class Source(PythonUnit):
@@ -86,7 +87,7 @@ def test_snapshot_keeps_the_manipulator_on_its_conduit() -> None:
     assert forged.path is net.conduit("f2c")
 
 
-def _keyed_run(hook: bool) -> tuple[list[float], dict[str, object], list[int], object]:
+def _keyed_run(hook: bool) -> tuple[list[float], dict[str, object], list[int], object, tuple[int, ...]]:
     from tests.network.helpers import pair
 
     master, net = pair(base_step=0.01, variables=("t", "n", "x"), auth="hmac", hmac_keys={"f2c": b"k" * 32})
@@ -96,17 +97,19 @@ def _keyed_run(hook: bool) -> tuple[list[float], dict[str, object], list[int], o
     master.run(until_tick=50)
     stats = dict(conduit.stats())
     ch = conduit.channels[0]
-    return master.units["r"].get(["t", "n", "x"]), stats, [ch.seq, ch.last_seq, ch.gaps], ch.last_sent_time
+    return (master.units["r"].get(["t", "n", "x"]), stats, [ch.seq, ch.last_seq, ch.gaps], ch.last_sent_time,
+            conduit.traffic())
 
 
 def test_a_keyed_conduit_without_delay_delivers_as_the_general_path_does() -> None:
     from tests.network.helpers import pair
 
-    fast_values, fast_stats, fast_seq, fast_ts = _keyed_run(hook=False)
-    slow_values, slow_stats, slow_seq, slow_ts = _keyed_run(hook=True)
+    fast_values, fast_stats, fast_seq, fast_ts, fast_traffic = _keyed_run(hook=False)
+    slow_values, slow_stats, slow_seq, slow_ts, slow_traffic = _keyed_run(hook=True)
     assert fast_values == slow_values and fast_seq == slow_seq and fast_ts == slow_ts
     assert fast_stats == slow_stats
     assert fast_stats["delivered"] == 50 and fast_stats["auth_failures"] == 0
+    assert fast_traffic == slow_traffic == tuple(fast_stats[k] for k in TRAFFIC_FIELDS)
     _master, net = pair(base_step=0.01, auth="hmac", hmac_keys={"f2c": b"k" * 32})
     assert net.conduit("f2c").fast  # ... without computing a tag nobody checks
     net.conduit("f2c").add_hook(lambda msg: msg)
