@@ -210,8 +210,10 @@ class PythonUnit(Unit):
         """Hook: compute initial outputs from parameters. Default: nothing."""
 
     def step(self, tick: int, n_ticks: int) -> None:
-        assert self.grid is not None
-        self.do_step(self.grid.time(tick), self.grid.step_size(tick, n_ticks))
+        grid = self.grid
+        assert grid is not None
+        t = grid.start_time + tick * grid.base_step
+        self.do_step(t, grid.start_time + (tick + n_ticks) * grid.base_step - t)  # time(), step_size()
 
     @abstractmethod
     def do_step(self, t: float, h: float) -> None:
@@ -225,6 +227,16 @@ class PythonUnit(Unit):
         store = self.values
         for n, v in zip(names, values, strict=True):
             store[n] = v
+
+    def writer(self, names: Sequence[str]) -> Writer:
+        if type(self).set is not PythonUnit.set:  # a subclass that checks or converts what it is set
+            return super().writer(names)
+        names = tuple(names)
+
+        def write(values: Sequence[Value]) -> None:
+            self.values.update(zip(names, values, strict=True))  # looked up: a restored state replaces it
+
+        return write
 
     def reader(self, names: Sequence[str]) -> Reader:
         names = list(names)
