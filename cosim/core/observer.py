@@ -6,9 +6,9 @@ import csv
 import math
 import os
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -61,16 +61,17 @@ class PortReader:
         self._groups = [([i for i, _ in pairs], master.units[u].reader([v for _, v in pairs]))
                         for u, pairs in by_unit.items()]
         # a unit whose ports are consecutive in the list is copied as a slice
-        self._slices = [(slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else None, idx, reader)
+        self._slices = [(slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else None,
+                         len(idx), idx, reader)
                         for idx, reader in self._groups]
         self.size = len(ports)
 
     def read(self, out: list[Any] | None = None) -> list[Any]:
         """Current values, in port order (written into ``out`` when given)."""
         values = out if out is not None else [None] * self.size
-        for where, idx, reader in self._slices:
+        for where, n, idx, reader in self._slices:
             got = reader()
-            if where is not None and len(got) == len(idx):
+            if where is not None and len(got) == n:
                 values[where] = got
             else:
                 for i, v in zip(idx, got, strict=True):
@@ -103,8 +104,9 @@ class Recorder(Observer):
         self.columns: list[str] = []
         self.types: list[VarType] = []
         self.rows: list[list[Any]] = []
-        self._readers: list[tuple[Reader, str]] = []
+        self._readers: list[tuple[Reader, str, int]] = []  # (reader, unit, number of columns)
         self._master: Master | None = None
+        self._time: Callable[[int], float] | None = None  # the master's grid.time
         self._ckpt: Path | None = None
         self._ckpt_every = 0
         self._ckpt_at = math.inf  # row count of the next checkpoint
@@ -140,6 +142,7 @@ class Recorder(Observer):
 
     def on_start(self, master: Master) -> None:
         self._master = master
+        self._time = master.grid.time
         ports: list[Port] = []
         if self.requested is None:
             for unit in master.units.values():
@@ -157,7 +160,7 @@ class Recorder(Observer):
         self.columns, self.types, self._readers = [], [], []
         for unit_name, names in by_unit.items():
             unit = master.units[unit_name]
-            self._readers.append((unit.reader(names), unit_name))
+            self._readers.append((unit.reader(names), unit_name, len(names)))
             self.columns += [f"{unit_name}.{n}" for n in names]
             self.types += [unit.variables[n].type for n in names]
         self.rows = []
@@ -170,24 +173,38 @@ class Recorder(Observer):
             self._sample(tick)
 
     def _sample(self, tick: int) -> None:
-        assert self._master is not None
-        row: list[Any] = [self._master.grid.time(tick)]
-        for reader, unit_name in self._readers:
-            values = reader()
-            if self.check_finite:
-                try:
-                    finite = math.isfinite(sum(values))  # any NaN/inf poisons the sum
-                except TypeError:
-                    finite = True  # strings: nothing to check
-                if not finite:
-                    bad = [c for c, v in zip(self.columns[len(row) - 1:], values, strict=False)
-                           if isinstance(v, float) and not math.isfinite(v)]
-                    raise NonFiniteValueError(unit_name, f"output at t={row[0]!r}",
-                                              f"non-finite value in {', '.join(bad)}")
-            row.extend(values)
+        assert self._time is not None
+        row: list[Any] = [self._time(tick)]
+        for reader, _, _ in self._readers:
+            row += reader()
+        if self.check_finite:
+            try:
+                finite = math.isfinite(sum(row))  # any NaN/inf poisons the sum
+            except TypeError:
+                finite = False  # strings somewhere: check unit by unit
+            if not finite:
+                self._check_units(row)
         self.rows.append(row)
         if len(self.rows) >= self._ckpt_at:
             self.checkpoint()
+
+    def _check_units(self, row: list[Any]) -> None:
+        """Raise :class:`NonFiniteValueError` for the first unit whose outputs in ``row`` hold a
+        NaN or inf (a unit with strings among its outputs is not checked)."""
+        start = 1
+        for _, unit_name, size in self._readers:
+            stop = start + size
+            values = row[start:stop]
+            try:
+                finite = math.isfinite(sum(values))
+            except TypeError:
+                finite = True  # strings: nothing to check
+            if not finite:
+                bad = [c for c, v in zip(self.columns[start - 1:], values, strict=False)
+                       if isinstance(v, float) and not math.isfinite(v)]
+                raise NonFiniteValueError(unit_name, f"output at t={row[0]!r}",
+                                          f"non-finite value in {', '.join(bad)}")
+            start = stop
 
     def checkpoint(self) -> None:
         """Append the rows recorded since the last checkpoint to the checkpoint file."""
@@ -195,9 +212,7 @@ class Recorder(Observer):
             return
         done = self._ckpt_marks[-1][0]
         with self._ckpt.open("a", newline="") as fh:
-            writer = csv.writer(fh)
-            for row in self.rows[done:]:
-                writer.writerow([_fmt(v) for v in row])
+            _write_rows(fh, self.rows[done:])
             fh.flush()
             self._ckpt_marks.append((len(self.rows), fh.tell()))
         self._ckpt_at = len(self.rows) + self._ckpt_every
@@ -254,10 +269,8 @@ class Recorder(Observer):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["time", *self.columns])
-            for row in self.rows:
-                writer.writerow([_fmt(v) for v in row])
+            csv.writer(fh).writerow(["time", *self.columns])
+            _write_rows(fh, self.rows)
         return path
 
     def write_parquet(self, path: str | Path) -> Path:
@@ -279,6 +292,30 @@ def read_checkpoint(path: str | Path) -> tuple[list[str], list[list[str]]]:
         text = text[:text.rfind("\n") + 1]
     rows = list(csv.reader(text.splitlines()))
     return (rows[0] if rows else []), rows[1:]
+
+
+# Text of the exact types whose text never needs CSV quoting (what _fmt gives them).
+_PLAIN_TEXT: dict[type, Callable[[Any], str]] = {float: float.__repr__, int: int.__repr__,
+                                                 bool: ("0", "1").__getitem__}
+
+
+def _write_rows(fh: TextIO, rows: Sequence[list[Any]]) -> None:
+    """Write ``rows`` to ``fh`` as ``csv.writer`` does, each value as :func:`_fmt` gives it.
+
+    A row of floats, ints and bools only is joined directly: ``csv.writer`` would quote none
+    of its fields. Other rows go through ``csv.writer``.
+    """
+    text = _PLAIN_TEXT
+    writer = None
+    for row in rows:
+        try:
+            line = ",".join([text[type(v)](v) for v in row])
+        except KeyError:
+            if writer is None:
+                writer = csv.writer(fh)
+            writer.writerow([_fmt(v) for v in row])
+        else:
+            fh.write(line + "\r\n")
 
 
 def _fmt(value: Any) -> str:

@@ -537,11 +537,13 @@ class BulletArm(Unit):
         k = self._substeps.get(n_ticks)
         if k is None:
             k = self._substeps_for(tick, n_ticks)
-        vals = self._values
-        n_in = self._n_inputs
-        targets = vals[:n_in]
+        targets = self._values[:self._n_inputs]
         if not math.isfinite(sum(targets)):
-            self._raise_non_finite("step", 0, n_in, "input")
+            self._raise_non_finite("step", 0, self._n_inputs, "input")
+        self._drive(targets, k)
+
+    def _drive(self, targets: list[float], k: int) -> None:
+        """Send the checked input ``targets`` to the motors, run ``k`` sub-steps, read the outputs."""
         if self.finger_joints:
             width = targets.pop()
             m = len(self.finger_joints)
@@ -568,16 +570,11 @@ class BulletArm(Unit):
         vals = self._values
         n = len(self.arm_joints)
         states = self._joint_states(self._body, self._controlled)
-        arm = states[:n]
-        o = self._o_q
-        vals[o:o + n] = [s[0] for s in arm]
-        o = self._o_qd
-        vals[o:o + n] = [s[1] for s in arm]
-        o = self._o_tau
-        vals[o:o + n] = [s[3] for s in arm]
+        q, qd, _, tau = zip(*states[:n], strict=False)  # position, velocity, reaction forces, torque
         link = self._link_state(self._body, self.ee_link, 0, 1)
-        o = self._o_ee
-        vals[o:o + 7] = link[4] + link[5]
+        # q, qd, tau and the end-effector pose are consecutive outputs
+        o = self._o_q
+        vals[o:o + 3 * n + 7] = (*q, *qd, *tau, *link[4], *link[5])
         if self.finger_joints:
             vals[self._o_grip] = sum(sg * s[0] for sg, s in zip(self._finger_signs, states[n:], strict=True))
         if not math.isfinite(sum(vals[self._n_inputs:])):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cosim.core.observer import Observer, PortReader
@@ -32,6 +32,9 @@ DEFAULT_SIGNALS = {
     "overpressure": "press.overpressure",
     "ram_position": "press.ram_position",
 }
+_ROLES = tuple(DEFAULT_SIGNALS)
+# positions of the roles in a reading
+_GOOD, _REJECTED, _PRODUCING, _COLLISIONS, _DROPPED, _IN_ZONE, _OVERPRESSURE, _RAM = range(len(_ROLES))
 
 
 class CellMonitor(Observer):
@@ -58,61 +61,54 @@ class CellMonitor(Observer):
             raise ConfigurationError(f"monitor: unknown signal roles {sorted(unknown)}")
         self._master: Master | None = None
         self._reader: PortReader | None = None
+        self._time: Callable[[int], float] | None = None  # the master's grid.time
         self._reset()
 
     def _reset(self) -> None:
         self.completions: list[tuple[float, str]] = []  # (time, "good" | "rejected")
         self.events: list[dict[str, Any]] = []
         self.downtime: list[list[float]] = []  # [start, end]; end grows while it lasts
-        self.last: dict[str, Any] = {}
+        self._last: list[Any] = []  # the last reading, in the order of _ROLES
         self.last_completion = 0.0
         self.down_since: float | None = None
         self.t = 0.0
 
     def on_start(self, master: Master) -> None:
         self._master = master
-        self._roles = list(self.signals)
-        ports = [self.signals[r] for r in self._roles]
+        self._time = master.grid.time
+        ports = [self.signals[r] for r in _ROLES]
         self._reader = PortReader(master, ports, "monitor")
         # what it reads changes only when one of its units steps: look only then
         self._every = math.gcd(*(master.step_ticks.get(p.split(".", 1)[0], 1) for p in ports))
         self._reset()
         self.t0 = master.time
         self.last_completion = master.time
-        self.last = self._read()
+        self._last = self._read()
 
-    def _read(self) -> dict[str, Any]:
-        return dict(zip(self._roles, self._reader.read(), strict=True))
+    @property
+    def last(self) -> dict[str, Any]:
+        """The last reading, ``{role: value}``."""
+        return dict(zip(_ROLES, self._last, strict=True)) if self._last else {}
+
+    def _read(self) -> list[Any]:
+        assert self._reader is not None
+        return self._reader.read()
 
     def after_step(self, tick: int) -> None:
-        assert self._master is not None
-        t = self._master.grid.time(tick)
+        assert self._time is not None
+        t = self._time(tick)
         if tick % self._every:
             if self.down_since is not None:
                 self.downtime[-1][1] = t
             self.t = t
             return
         now = self._read()
-        last = self.last
-        for kind in ("good", "rejected"):
-            for _ in range(max(0, now[kind] - last[kind])):
-                self.completions.append((t, kind))
-                self.last_completion = t
-        if now["collisions"] > last["collisions"]:
-            self._event(t, "arm_collision", f"arm touched a station ({now['collisions']} so far)")
-        if now["dropped"] > last["dropped"]:
-            self._event(t, "part_dropped", f"{now['dropped'] - last['dropped']} part(s) dropped")
-        if now["overpressure"] and not last["overpressure"]:
-            self._event(t, "overpressure", "press relief valve acted")
-        violated = now["arm_in_press_zone"] and now["ram_position"] > self.ram_open_tolerance
-        was = last["arm_in_press_zone"] and last["ram_position"] > self.ram_open_tolerance
-        if violated and not was:
-            self._event(t, "interlock_violated",
-                        f"ram at {now['ram_position'] * 1000:.1f} mm with the arm in the press zone")
+        if now != self._last:  # equal readings complete nothing and start no event
+            self._count(t, now, self._last)
         stalled = t - self.last_completion > self.stall_factor * self.design_cycle_s
-        down = (not now["producing"]) or stalled
+        down = (not now[_PRODUCING]) or stalled
         if down and self.down_since is None:
-            start = t if not stalled or not now["producing"] else self.last_completion
+            start = t if not stalled or not now[_PRODUCING] else self.last_completion
             self.down_since = start
             self.downtime.append([start, t])
         elif down:
@@ -120,14 +116,32 @@ class CellMonitor(Observer):
         elif self.down_since is not None:
             self.downtime[-1][1] = t
             self.down_since = None
-        self.last = now
+        self._last = now
         self.t = t
+
+    def _count(self, t: float, now: list[Any], last: list[Any]) -> None:
+        """Completions and unsafe events between two readings."""
+        for kind, i in (("good", _GOOD), ("rejected", _REJECTED)):
+            for _ in range(max(0, now[i] - last[i])):
+                self.completions.append((t, kind))
+                self.last_completion = t
+        if now[_COLLISIONS] > last[_COLLISIONS]:
+            self._event(t, "arm_collision", f"arm touched a station ({now[_COLLISIONS]} so far)")
+        if now[_DROPPED] > last[_DROPPED]:
+            self._event(t, "part_dropped", f"{now[_DROPPED] - last[_DROPPED]} part(s) dropped")
+        if now[_OVERPRESSURE] and not last[_OVERPRESSURE]:
+            self._event(t, "overpressure", "press relief valve acted")
+        violated = now[_IN_ZONE] and now[_RAM] > self.ram_open_tolerance
+        was = last[_IN_ZONE] and last[_RAM] > self.ram_open_tolerance
+        if violated and not was:
+            self._event(t, "interlock_violated",
+                        f"ram at {now[_RAM] * 1000:.1f} mm with the arm in the press zone")
 
     def _event(self, t: float, kind: str, detail: str) -> None:
         self.events.append({"t": t, "kind": kind, "detail": detail})
 
     def save_state(self) -> Any:
-        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_master", "_reader")})
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("_master", "_reader", "_time")})
 
     def restore_state(self, state: Any) -> None:
         self.__dict__.update(copy.deepcopy(state))

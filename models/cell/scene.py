@@ -99,6 +99,7 @@ SCENE_OUTPUTS: tuple[tuple[str, VarType, str, str], ...] = (
 _COERCE = {VarType.REAL: float, VarType.BOOLEAN: bool, VarType.INTEGER: int}
 
 PARK_PERIOD = 5.0  # s of free fall (123 m) before a parked part is put back up
+_PARK_AFTER = PARK_PERIOD - 1e-9
 PARKED, BELT, FIXTURE, INSPECT, HELD, LOOSE = "parked", "belt", "fixture", "inspect", "held", "loose"
 
 _RAW_COLOR = (1.0, 0.55, 0.1, 1.0)
@@ -412,6 +413,9 @@ class CellScene(BulletArm):
         self._part_colors = [_RAW_COLOR] * self.n_parts
         self._part_of_body = {b: i for i, b in enumerate(self.part_ids)}
         self._arm = arm
+        # what _update compares part positions with
+        self._sensing = (w, w + 3 * hz, w + hz + 0.004, hx, x0, x1, by, bw, self.entry_eye_x, self.pick_eye_x,
+                         px, py, self.pocket_half, ix, iy)
 
     def _bind(self, client: Any) -> None:
         super()._bind(client)
@@ -513,23 +517,36 @@ class CellScene(BulletArm):
         if sim is None or self.grid is None:
             raise UnitError(self.name, "step", "stepped before setup()")
         vals = self._values
+        n_in = self._n_inputs
+        if not math.isfinite(sum(vals[:n_in]) + vals[self._i_belt] + vals[self._i_push] + vals[self._i_ram]):
+            self._check_inputs()
+        grid_time = self.grid.time
+        t0 = grid_time(tick)
+        h = grid_time(tick + n_ticks) - t0  # grid.step_size(tick, n_ticks)
+        try:
+            self._before(t0)
+        except pybullet.error as exc:
+            raise UnitError(self.name, "step", str(exc)) from None
+        # BulletArm.step without its input check (done above; _before sets outputs only):
+        # sub-steps through _simulate, then the arm's outputs
+        k = self._substeps.get(n_ticks)
+        if k is None:
+            k = self._substeps_for(tick, n_ticks)
+        self._drive(vals[:n_in], k)
+        try:
+            self._update(t0 + h, h, count=True)
+        except pybullet.error as exc:
+            raise UnitError(self.name, "step", str(exc)) from None
+
+    def _check_inputs(self) -> None:
+        """Raise :class:`NonFiniteValueError` for the first non-finite input (arm, then scene)."""
+        vals = self._values
         if not math.isfinite(sum(vals[: self._n_inputs])):
             self._raise_non_finite("step", 0, self._n_inputs, "input")
         for i in (self._i_belt, self._i_push, self._i_ram):
             if not math.isfinite(vals[i]):
                 names = list(self._variables)
                 raise NonFiniteValueError(self.name, "step", f"non-finite input value: {names[i]}={vals[i]!r}")
-        t0 = self.grid.time(tick)
-        h = self.grid.step_size(tick, n_ticks)
-        try:
-            self._before(t0)
-        except pybullet.error as exc:
-            raise UnitError(self.name, "step", str(exc)) from None
-        super().step(tick, n_ticks)  # sub-steps through _simulate, then the arm's outputs
-        try:
-            self._update(t0 + h, h, count=True)
-        except pybullet.error as exc:
-            raise UnitError(self.name, "step", str(exc)) from None
 
     def _before(self, t: float) -> None:
         """Discrete actions at the start of a step: feeder, eject, suction, kinematic targets."""
@@ -559,7 +576,9 @@ class CellScene(BulletArm):
         elif sim.held < 0 and suction:
             self._try_grasp()
         if sim.held >= 0:
-            sim.carried = tuple(b for b in sim.carried if b != sim.parts[sim.held].body)
+            held_body = sim.parts[sim.held].body
+            if held_body in sim.carried:
+                sim.carried = tuple(b for b in sim.carried if b != held_body)
 
     def _release(self, t: float) -> None:
         sim = self._sim
@@ -636,16 +655,18 @@ class CellScene(BulletArm):
         for body in sim.carried:
             self._reset_vel(body, (speed, 0.0, self._get_vel(body)[0][2]))
         held_body = sim.parts[sim.held].body if sim.held >= 0 else -1
+        if held_body >= 0:
+            rel_pos, rel_orn = sim.attach  # type: ignore[misc]
         step_sim, reset_pose, reset_vel = self._step_sim, self._reset_pose, self._reset_vel
         link_state, arm, tool = self._link_state, self._body, self.tool_link
         multiply = pybullet.multiplyTransforms
+        ram_id, ram_half = self.ram_id, self._ram_len / 2
         for s in range(k):
             if ram_to != ram_from:
                 z = ram_from + (ram_to - ram_from) * (s + 1) / k
-                reset_pose(self.ram_id, (px, py, z + self._ram_len / 2), (0, 0, 0, 1))
+                reset_pose(ram_id, (px, py, z + ram_half), (0, 0, 0, 1))
             if held_body >= 0:
                 ls = link_state(arm, tool, 1, 1)
-                rel_pos, rel_orn = sim.attach  # type: ignore[misc]
                 pos, orn = multiply(ls[4], ls[5], rel_pos, rel_orn)
                 com, v, w = ls[0], ls[6], ls[7]
                 r = (pos[0] - com[0], pos[1] - com[1], pos[2] - com[2])
@@ -666,15 +687,8 @@ class CellScene(BulletArm):
         assert sim is not None
         vals = self._values
         ix = self._index
-        w = self.work_height
-        hx, _hy, hz = self._half
-        (x0, by), (x1, _) = self.belt_start, self.belt_end
-        bw = self.belt_width / 2
-        px, py = self.press_position
-        ipx, ipy = self.inspect_position
-        pocket = self.pocket_half
-        zmax = w + 3 * hz
-        suction = bool(vals[self._i_suction])
+        w, zmax, carry_z, hx, x0, x1, by, bw, entry_x, eye_x, px, py, pocket, ipx, ipy = self._sensing
+        get_pose = self._get_pose
         ram_s = float(vals[self._i_ram]) / self.press_stroke
         at_entry = at_pick = fixture = False
         pick_x = 0.0
@@ -684,21 +698,21 @@ class CellScene(BulletArm):
             if p.where == PARKED:
                 if count:  # free fall since parked: put it back up now and then (no query needed)
                     p.rest_time += h
-                    if p.rest_time >= PARK_PERIOD - 1e-9:
+                    if p.rest_time >= _PARK_AFTER:
                         self._park(p)
                 continue
-            pos = self._get_pose(p.body)[0]
+            pos = get_pose(p.body)[0]
             p.pos = pos
-            x, y, z = pos
             if p.where == HELD:
                 continue
+            x, y, z = pos
             if x0 <= x <= x1 and abs(y - by) <= bw and w <= z <= zmax:
                 where = BELT
-                if z <= w + hz + 0.004:
+                if z <= carry_z:
                     carried.append(p.body)
-                if abs(x - self.entry_eye_x) <= hx:
+                if abs(x - entry_x) <= hx:
                     at_entry = True
-                if abs(x - self.pick_eye_x) <= hx:
+                if abs(x - eye_x) <= hx:
                     at_pick = True
                     pick_x = max(pick_x, x) if pick_x else x
             elif abs(x - px) <= pocket and abs(y - py) <= pocket and w <= z <= zmax:
@@ -744,7 +758,7 @@ class CellScene(BulletArm):
             if station is not None and station not in touching:
                 touching[station] = cp[3]
         current = frozenset(touching)
-        if count:
+        if count and not current <= sim.contacts:
             for station in sorted(current - sim.contacts):
                 link = touching[station]
                 link_name = self.link_names[link] if link >= 0 else "base"
@@ -756,18 +770,13 @@ class CellScene(BulletArm):
         # the curtain slightly conservative (it trips a little early), as a safety sensor should;
         # an exact distance query would cost ~100 us per step whenever the arm is near.
         hits = self._overlap(*self._zone_aabb)
-        zone = bool(hits) and any(b == self._body for b, _ in hits)
+        arm = self._body
+        zone = bool(hits) and any(b == arm for b, _ in hits)
 
         o = self._s_out0
-        vals[o] = at_entry
-        vals[o + 1] = at_pick
-        vals[o + 2] = fixture
-        vals[o + 3] = inspect_part is not None
-        vals[o + 4] = suction and sim.held >= 0
-        vals[o + 5] = zone
-        vals[o + 6] = "ram" in current
-        vals[o + 7] = self._true_quality(inspect_part) if inspect_part is not None else 0.0
-        vals[o + 8] = pick_x
+        vals[o:o + 9] = (at_entry, at_pick, fixture, inspect_part is not None,
+                         bool(vals[self._i_suction]) and sim.held >= 0, zone, "ram" in current,
+                         self._true_quality(inspect_part) if inspect_part is not None else 0.0, pick_x)
 
     def refresh(self) -> None:
         """Re-read the arm and the scene sensors (after changing the world through :attr:`client`)."""
