@@ -104,14 +104,19 @@ class ContainmentOrchestrator(Observer):
     def after_step(self, tick: int) -> None:
         rec = self.recovery
         rec.record(tick)
-        for action, record in list(self._pending):
-            if record.active:
-                action.poll(self, record)
+        if self._pending:
+            for action, record in list(self._pending):
+                # most actions act once: only those that define a poll are polled
+                if type(action).poll is not Action.poll and record.active:
+                    action.poll(self, record)
         self._watch(tick)
-        self._escalate()
+        # escalation and recovery only act on an open incident
+        if self.incident_start_tick is not None:
+            self._escalate()
         healthy = self.incident_start_tick is None and self._watch_run == 0
         rec.maybe_snapshot(tick, healthy)
-        self._maybe_recover()
+        if self.incident_start_tick is not None:
+            self._maybe_recover()
 
     def on_stop(self) -> None:
         self.audit.append("stop", t=self.time, tick=self.tick, reason="the run stopped")
@@ -226,9 +231,10 @@ class ContainmentOrchestrator(Observer):
     def _watch(self, tick: int) -> None:
         watch = self.policy.twin_watch
         ctx = self.ctx
-        if watch is None or ctx is None or ctx.twin is None or not ctx.twin.deviation:
+        twin = ctx.twin if ctx is not None else None
+        if watch is None or twin is None or not twin.deviation:
             return
-        dev = ctx.twin.deviation[-1]
+        dev = twin.deviation[-1]
         if dev > watch.threshold:
             if self._watch_run == 0:
                 self._twin_bad.append([self.time, self.time])

@@ -61,6 +61,8 @@ class TwinRecovery:
         self.sources = list(dict.fromkeys(src for src, _ in layout.commands))
         self._cmd = PortReader(master, self.sources, "containment")
         self._meas = PortReader(master, [s.measured_at for s in layout.signals], "containment")
+        self._cmd_buf: list[Any] = [None] * len(self.sources)  # read into, then recorded as tuples
+        self._meas_buf: list[Any] = [None] * len(layout.signals)
         sync = ctx.twin
         self.signals = [s.plant for s in layout.signals]
         self.scales = [self._scale(sync, s) for s in self.signals]
@@ -105,9 +107,9 @@ class TwinRecovery:
         if not self.enabled:
             return
         if tick % self.every == 0:
-            self.cmds.append((tick, tuple(self._cmd.read())))
+            self.cmds.append((tick, tuple(self._cmd.read(self._cmd_buf))))
         if (tick - 1) % self.every == 0:
-            self.meas.append((tick - 1, tuple(self._meas.read())))
+            self.meas.append((tick - 1, tuple(self._meas.read(self._meas_buf))))
 
     def maybe_snapshot(self, tick: int, healthy: bool) -> None:
         if self.enabled and healthy and tick % self.period == 0 and aligned(self.master):

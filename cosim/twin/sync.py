@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import eq, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,14 @@ def signal_scale(signal: str, scales: Mapping[str, float], default: float) -> fl
         if fnmatch.fnmatchcase(signal, pattern):
             return float(scale)
     return float(default)
+
+
+def _picker(idx: tuple[int, ...]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``seq -> tuple(seq[i] for i in idx)``."""
+    if len(idx) == 1:
+        only = idx[0]
+        return lambda seq: (seq[only],)
+    return itemgetter(*idx)
 
 
 class TwinSync(Observer):
@@ -99,7 +108,14 @@ class TwinSync(Observer):
         self._dt = master.grid.base_step
         n = len(self.layout.signals)
         self._meas = PortReader(master, [s.measured_at for s in self.layout.signals], "twin sync")
-        self._pred = PortReader(master, [s.predicted_at for s in self.layout.signals], "twin sync")
+        # predictions are read unit by unit (each unit's values copied as one slice); the
+        # prediction of signal i is at _at[i] of a row
+        predicted = [Port.parse(s.predicted_at).unit for s in self.layout.signals]
+        order = sorted(range(n), key=lambda i: (predicted.index(predicted[i]), i))
+        self._pred = PortReader(master, [self.layout.signals[i].predicted_at for i in order], "twin sync")
+        self._at = [0] * n
+        for j, i in enumerate(order):
+            self._at[i] = j
         types = []
         for s in self.layout.signals:
             port = Port.parse(s.predicted_at)
@@ -109,7 +125,6 @@ class TwinSync(Observer):
         scale_v = [self._scale(s) if r else 1.0 for s, r in zip(self.signals, real, strict=True)]
         in_bound = [r and not any(fnmatch.fnmatchcase(s, p) for p in self.bound_exclude)
                     for s, r in zip(self.signals, real, strict=True)]
-        self._info = list(zip(real, scale_v, in_bound, strict=True))
         self._meas_buf: list[Any] = [0.0] * n
         self._sum_sq = [0.0] * n
         self._max_abs = [0.0] * n
@@ -126,7 +141,20 @@ class TwinSync(Observer):
         self._sources = [Port.parse(sig).unit for sig in self.signals]
         self._source_names = list(dict.fromkeys(self._sources))
         self._source_of = [self._source_names.index(u) for u in self._sources]
+        # real signals in signal order (their squares are summed in that order); the others
+        # (booleans, integers) per source, compared as a group first: they rarely disagree
+        self._real_signals = [(i, self._at[i], scale_v[i], in_bound[i], self._source_of[i])
+                              for i in range(n) if real[i]]
+        self._discrete_groups = []
+        for src in range(len(self._source_names)):
+            idx = tuple(i for i in range(n) if not real[i] and self._source_of[i] == src)
+            if idx:
+                self._discrete_groups.append((src, idx, _picker(idx), _picker(tuple(self._at[i] for i in idx))))
+        # a group is clean when its residuals and runs are all zero (then equality changes nothing)
+        self._group_clean = [False] * len(self._discrete_groups)
         self._channel_cache: dict[str, Any] | None = None
+        self._links: list[Any] | None = None
+        self._watched: list[tuple[str, int, Any, float]] = []
         self._late: dict[str, bool] = {}
         self._gaps: dict[str, int] = {}
         self._arm_sync = self._arm_targets(master)
@@ -156,65 +184,117 @@ class TwinSync(Observer):
             self._hist.pop(tick - self._keep * every, None)
         if (tick - 1) % every:
             return
-        assert self._master is not None
+        master = self._master
+        assert master is not None
         # the receiver now holds what the plant sent at the previous tick (later, with network
         # latency): compare it with the twin's prediction for that same instant
         meas = self._meas.read(self._meas_buf)
         hist = self._hist
+        sent = self._sent_times(master)
         # the prediction for the instant each source's telemetry was sampled at
-        rows = [hist.get(s - s % every) if s >= 0 else None for s in self._source_ticks(tick - 1)]
-        source_of = self._source_of
+        rows = [hist.get(s - s % every) if s >= 0 else None for s in self._source_ticks(tick - 1, sent)]
         latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
         k, persist, bound_sq, n_bound = self.k, self._persist_ticks, 0.0, 0
-        t = self._master.grid.time(tick)
-        for i, (is_real, scale, in_bound) in enumerate(self._info):
-            pred = rows[source_of[i]]
+        persisting: list[int] = []
+        for i, at, scale, in_bound, src in self._real_signals:
+            pred = rows[src]
             if pred is None:
                 continue  # older than the kept history (a long delay): reported as late
-            if is_real:
-                r = (meas[i] - pred[i]) / scale
-                a = abs(r)
-                bad = a > k
-                if in_bound:
-                    bound_sq += r * r
-                    n_bound += 1
-            else:
-                r = a = 0.0 if meas[i] == pred[i] else 1.0
-                bad = a > 0.0
-                if bad:
-                    self._mismatch[i] += 1
+            r = (meas[i] - pred[at]) / scale
+            a = abs(r)
+            if in_bound:
+                bound_sq += r * r
+                n_bound += 1
             latest[i] = r
             sum_sq[i] += r * r
             if a > max_abs[i]:
                 max_abs[i] = a
-            if bad:
+            if a > k:
                 runs[i] += 1
                 if runs[i] == persist:
-                    self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
+                    persisting.append(i)
             else:
                 runs[i] = 0
+        clean = self._group_clean
+        for g, (src, idx, pick_meas, pick_pred) in enumerate(self._discrete_groups):
+            pred = rows[src]
+            if pred is None:
+                continue
+            if all(map(eq, pick_meas(meas), pick_pred(pred))):
+                if not clean[g]:
+                    for i in idx:
+                        latest[i] = 0.0
+                        runs[i] = 0
+                    clean[g] = True
+                continue
+            clean[g] = False
+            self._compare_discrete(idx, meas, pick_pred(pred), persisting)
         self._count += 1
         self.deviation.append(math.sqrt(bound_sq / n_bound) if n_bound else 0.0)
-        self._check_telemetry(t)
+        t = master.grid.time(tick)
+        for i in sorted(persisting):
+            self._event(t, "inconsistent", f"{self.signals[i]}: twin and plant disagree for {self.persist_s} s")
+        self._check_telemetry(t, sent)
         if self.policy == "state" and (tick - 1) % self._period_ticks == 0:
             self._correct(meas)
 
-    def _source_ticks(self, default: int) -> list[int]:
-        """The tick the telemetry of each source (in :attr:`_source_names` order) was sampled
-        at, from the network's time stamps (-1: routed but nothing delivered yet)."""
-        network = getattr(self._master, "network", None)
+    def _compare_discrete(self, idx: Sequence[int], meas: list[Any], pred: Sequence[Any],
+                          persisting: list[int]) -> None:
+        """Residuals (0: same, 1: different) of the booleans and integers ``idx`` with their
+        predictions ``pred`` (in ``idx`` order); appends to ``persisting`` those whose
+        disagreement has just lasted ``persist_s``."""
+        latest, sum_sq, max_abs, runs = self.latest, self._sum_sq, self._max_abs, self._bad_run
+        for i, p in zip(idx, pred, strict=True):
+            r = 0.0 if meas[i] == p else 1.0
+            latest[i] = r
+            sum_sq[i] += r * r
+            if r > max_abs[i]:
+                max_abs[i] = r
+            if r > 0.0:
+                self._mismatch[i] += 1
+                runs[i] += 1
+                if runs[i] == self._persist_ticks:
+                    persisting.append(i)
+            else:
+                runs[i] = 0
+
+    def _sent_times(self, master: Master) -> list[float | None] | None:
+        """Time stamp of the last telemetry delivered from each source (in
+        :attr:`_source_names` order; ``None``: nothing delivered yet, or same-zone telemetry),
+        or ``None`` without a network."""
+        network = getattr(master, "network", None)
         if network is None:
+            return None
+        links = self._links
+        if links is None:
+            links = self._bind_channels(master, network)
+        return [None if channel is None else channel.last_sent_time for channel in links]
+
+    def _bind_channels(self, master: Master, network: Any) -> list[Any]:
+        """Look the telemetry channels up once: per source (``None``: same zone), and those
+        watched for late or lost telemetry with their age limit."""
+        channels = self._channels(network)
+        self._links = [channels.get(source) for source in self._source_names]
+        self._watched = []
+        for source, channel in channels.items():
+            # a source that steps every n ticks sends fresh values only every n ticks
+            allowed = self.max_age_s + master.step_ticks[source] * self._dt
+            self._watched.append((source, self._source_names.index(source), channel, allowed + 1e-12))
+        return self._links
+
+    def _source_ticks(self, default: int, sent: list[float | None] | None) -> list[int]:
+        """The tick the telemetry of each source (in :attr:`_source_names` order) was sampled
+        at, from the network's time stamps ``sent`` (-1: routed but nothing delivered yet)."""
+        if sent is None:
             return [default] * len(self._source_names)
         grid = self._master.grid  # type: ignore[union-attr]
-        channels = self._channels(network)
+        start, step = grid.start_time, grid.base_step
         ticks = []
-        for source in self._source_names:
-            channel = channels.get(source)
+        for channel, when in zip(self._links, sent, strict=True):  # type: ignore[arg-type]
             if channel is None:  # direct (same-zone) telemetry: sampled at the previous tick
                 ticks.append(default)
-                continue
-            sent = channel.last_sent_time
-            ticks.append(-1 if sent is None else round((sent - grid.start_time) / grid.base_step))
+            else:
+                ticks.append(-1 if when is None else round((when - start) / step))
         return ticks
 
     def _channels(self, network: Any) -> dict[str, Any]:
@@ -228,26 +308,22 @@ class TwinSync(Observer):
                     continue
         return self._channel_cache
 
-    def _check_telemetry(self, t: float) -> None:
-        network = getattr(self._master, "network", None)
-        if network is None:
-            return
-        for source, channel in self._channels(network).items():
-            if t <= self.max_age_s:
-                continue  # nothing can be late yet
-            sent = getattr(channel, "last_sent_time", None)
-            # a source that steps every n ticks sends fresh values only every n ticks
-            allowed = self.max_age_s + self._master.step_ticks[source] * self._dt  # type: ignore[union-attr]
-            late = sent is None or (t - sent) > allowed + 1e-12
-            if late and not self._late.get(source, False):
-                age = "nothing received" if sent is None else f"{(t - sent) * 1000:.0f} ms old"
+    def _check_telemetry(self, t: float, sent: list[float | None] | None) -> None:
+        if sent is None or t <= self.max_age_s:
+            return  # no network, or nothing can be late yet
+        late_state, gap_state = self._late, self._gaps
+        for source, pos, channel, limit in self._watched:
+            when = sent[pos]
+            late = when is None or (t - when) > limit
+            if late and not late_state.get(source, False):
+                age = "nothing received" if when is None else f"{(t - when) * 1000:.0f} ms old"
                 self._event(t, "late", f"telemetry from {source}: {age}")
-            self._late[source] = late
+            late_state[source] = late
             gaps = int(getattr(channel, "gaps", 0))
-            if gaps > self._gaps.get(source, 0):
-                missing = gaps - self._gaps.get(source, 0)
-                self._event(t, "lost", f"telemetry from {source}: {missing} message(s) missing")
-            self._gaps[source] = gaps
+            seen = gap_state.get(source, 0)
+            if gaps > seen:
+                self._event(t, "lost", f"telemetry from {source}: {gaps - seen} message(s) missing")
+            gap_state[source] = gaps
 
     def _correct(self, meas: list[Any]) -> None:
         for unit, joints, sig_index in self._arm_sync:
@@ -275,6 +351,7 @@ class TwinSync(Observer):
             setattr(self, k, list(v))
         del self.deviation[n_dev:]
         self.events = list(events)
+        self._group_clean = [False] * len(self._discrete_groups)
 
     def summary(self) -> dict[str, Any]:
         """Per-signal and aggregated deviation, mismatch rates, faults."""
