@@ -105,10 +105,15 @@ class BulletArmState:
     owner: int  # serial number of the owning unit, so a state cannot be restored into another arm
 
 
+#: where temporary world files go: a memory file system if there is a writable one
+_MEMORY_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+
+
 @contextlib.contextmanager
 def _temp_file() -> Iterator[Path]:
-    """A private temporary ``.bullet`` file, removed afterwards."""
-    fd, name = tempfile.mkstemp(prefix="cosim-", suffix=".bullet")
+    """A private temporary ``.bullet`` file, removed afterwards (in memory where the system
+    has a writable ``/dev/shm``: a twin snapshot every few seconds then costs half as much)."""
+    fd, name = tempfile.mkstemp(prefix="cosim-", suffix=".bullet", dir=_MEMORY_TMP)
     os.close(fd)
     try:
         yield Path(name)
