@@ -291,6 +291,7 @@ class FMUUnit(Unit):
             return list(perm(got))
 
         return read_mixed_fast
+
     def writer(self, names: Sequence[str]) -> Writer:
         names = list(names)
         channels = self._channels(names, "set")
