@@ -722,29 +722,28 @@ class Conduit:
     def traffic(self) -> tuple[int, ...]:
         """The counters of :data:`TRAFFIC_FIELDS`, as :meth:`stats` gives them, without the
         rest (what a detector reads at every sample)."""
-        n_fast = fast_bytes = gaps = 0
-        last = _NEVER
-        for c in self.channels:
-            n_fast += c.n_fast
-            fast_bytes += c.n_fast * c.size
-            gaps += c.gaps
-            if c.last_arrival_tick > last:
-                last = c.last_arrival_tick
+        n_fast, _sent, fast_bytes, gaps, last = self._channel_totals()
         return (self.delivered + n_fast, gaps, self.auth_failures, self.out_of_order, self.malformed,
                 self.dropped_cut, self.dropped_filter, self.dropped_rate, self.dropped_queue,
                 self.bytes_sent + fast_bytes, self.queue_length(), last)
 
-    def stats(self) -> dict[str, Any]:
-        """Cumulative counters (see :data:`cosim.network.stats.STAT_FIELDS`)."""
+    def _channel_totals(self) -> tuple[int, int, int, int, int]:
+        """``(fast-path deliveries, frames sent, fast-path bytes, gaps, last delivery tick)``
+        over the channels, in one pass (fast-path deliveries are counted on the channels)."""
         n_fast = sent = fast_bytes = gaps = 0
         last = _NEVER
-        for c in self.channels:  # one pass (this runs for every conduit at every detector sample)
+        for c in self.channels:
             n_fast += c.n_fast
             sent += c.seq
             fast_bytes += c.n_fast * c.size
             gaps += c.gaps
             if c.last_arrival_tick > last:
                 last = c.last_arrival_tick
+        return n_fast, sent, fast_bytes, gaps, last
+
+    def stats(self) -> dict[str, Any]:
+        """Cumulative counters (see :data:`cosim.network.stats.STAT_FIELDS`)."""
+        n_fast, sent, fast_bytes, gaps, last = self._channel_totals()
         delivered = self.delivered + n_fast
         mean = self.latency_sum / delivered if delivered else 0.0
         var = self.latency_sq_sum / delivered - mean * mean if delivered else 0.0

@@ -95,7 +95,7 @@ def canonical_bytes(source: str, destination: str, tags: tuple[str, ...], values
     key = (source, destination, tags)
     head = _HEADS.get(key)
     if head is None:
-        head = repr(key).encode()
+        head = frame_head(source, destination, tags)
         if len(_HEADS) > 65536:
             _HEADS.clear()
         _HEADS[key] = head

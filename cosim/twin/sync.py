@@ -150,9 +150,6 @@ class TwinSync(Observer):
             idx = tuple(i for i in range(n) if not real[i] and self._source_of[i] == src)
             if idx:
                 self._discrete_groups.append((src, idx, _picker(idx), _picker(tuple(self._at[i] for i in idx))))
-        # a group is clean when its residuals and runs are all zero (then equality changes nothing)
-        self._group_clean = [False] * len(self._discrete_groups)
-        self._channel_cache: dict[str, Any] | None = None
         self._links: list[Any] | None = None
         self._watched: list[tuple[str, int, Any, float]] = []
         self._late: dict[str, bool] = {}
@@ -215,19 +212,15 @@ class TwinSync(Observer):
                     persisting.append(i)
             else:
                 runs[i] = 0
-        clean = self._group_clean
-        for g, (src, idx, pick_meas, pick_pred) in enumerate(self._discrete_groups):
+        for src, idx, pick_meas, pick_pred in self._discrete_groups:
             pred = rows[src]
             if pred is None:
                 continue
             if all(map(eq, pick_meas(meas), pick_pred(pred))):
-                if not clean[g]:
-                    for i in idx:
-                        latest[i] = 0.0
-                        runs[i] = 0
-                    clean[g] = True
+                for i in idx:  # all agree: residual 0, nothing else to count
+                    latest[i] = 0.0
+                    runs[i] = 0
                 continue
-            clean[g] = False
             self._compare_discrete(idx, meas, pick_pred(pred), persisting)
         self._count += 1
         self.deviation.append(math.sqrt(bound_sq / n_bound) if n_bound else 0.0)
@@ -273,7 +266,12 @@ class TwinSync(Observer):
     def _bind_channels(self, master: Master, network: Any) -> list[Any]:
         """Look the telemetry channels up once: per source (``None``: same zone), and those
         watched for late or lost telemetry with their age limit."""
-        channels = self._channels(network)
+        channels = {}  # same-zone sources have none
+        for source in self._source_names:
+            try:
+                channels[source] = network.channel(source, self.layout.receiver)
+            except Exception:
+                continue
         self._links = [channels.get(source) for source in self._source_names]
         self._watched = []
         for source, channel in channels.items():
@@ -296,17 +294,6 @@ class TwinSync(Observer):
             else:
                 ticks.append(-1 if when is None else round((when - start) / step))
         return ticks
-
-    def _channels(self, network: Any) -> dict[str, Any]:
-        """Telemetry channel per source unit (looked up once; same-zone sources have none)."""
-        if self._channel_cache is None:
-            self._channel_cache = {}
-            for source in dict.fromkeys(self._sources):
-                try:
-                    self._channel_cache[source] = network.channel(source, self.layout.receiver)
-                except Exception:
-                    continue
-        return self._channel_cache
 
     def _check_telemetry(self, t: float, sent: list[float | None] | None) -> None:
         if sent is None or t <= self.max_age_s:
@@ -351,7 +338,6 @@ class TwinSync(Observer):
             setattr(self, k, list(v))
         del self.deviation[n_dev:]
         self.events = list(events)
-        self._group_clean = [False] * len(self._discrete_groups)
 
     def summary(self) -> dict[str, Any]:
         """Per-signal and aggregated deviation, mismatch rates, faults."""

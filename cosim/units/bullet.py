@@ -526,6 +526,10 @@ class BulletArm(Unit):
         self._read_outputs()
 
     def _substeps_for(self, tick: int, n_ticks: int) -> int:
+        """Physics sub-steps in a step over ``n_ticks`` (worked out once per step length)."""
+        k = self._substeps.get(n_ticks)
+        if k is not None:
+            return k
         if self.grid is None:
             raise UnitError(self.name, "step", "stepped before setup()")
         h = self.grid.step_size(tick, n_ticks)
@@ -539,9 +543,7 @@ class BulletArm(Unit):
         return k
 
     def step(self, tick: int, n_ticks: int) -> None:
-        k = self._substeps.get(n_ticks)
-        if k is None:
-            k = self._substeps_for(tick, n_ticks)
+        k = self._substeps_for(tick, n_ticks)
         targets = self._values[:self._n_inputs]
         if not math.isfinite(sum(targets)):
             self._raise_non_finite("step", 0, self._n_inputs, "input")

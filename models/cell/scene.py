@@ -529,10 +529,7 @@ class CellScene(BulletArm):
             raise UnitError(self.name, "step", str(exc)) from None
         # BulletArm.step without its input check (done above; _before sets outputs only):
         # sub-steps through _simulate, then the arm's outputs
-        k = self._substeps.get(n_ticks)
-        if k is None:
-            k = self._substeps_for(tick, n_ticks)
-        self._drive(vals[:n_in], k)
+        self._drive(vals[:n_in], self._substeps_for(tick, n_ticks))
         try:
             self._update(t0 + h, h, count=True)
         except pybullet.error as exc:
