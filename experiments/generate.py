@@ -45,7 +45,7 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.core.observer import Observer
 from cosim.detection.features import FeatureExtractor, FeatureSpec
 from cosim.errors import ConfigurationError, CosimError
-from experiments.plant import build_system, plain, register_resolvers
+from experiments.plant import build_system, frozen_heap, plain, register_resolvers
 
 register_resolvers()
 
@@ -124,7 +124,8 @@ def record_run(cfg: DictConfig, seed: int, scenario: Mapping[str, Any] | None,
                                  network=list(features.get("network") or [])), sync, int(cfg.every_ticks))
     master.add_observer(log)
     try:
-        master.run(duration=float(cfg.duration if duration is None else duration))
+        with frozen_heap():
+            master.run(duration=float(cfg.duration if duration is None else duration))
     finally:
         master.terminate()
     truth = campaign.ground_truth if campaign is not None else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +268,15 @@ def _verify_replica_models(spec: SystemSpec, replicas: list[str]) -> None:
             return unit
 
         unit_spec.factory = verified
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Run the simulation loop with what exists before it (models, worlds, configuration:
+    ~200k objects) out of the garbage collector's generations. The loop frees what it
+    allocates, so a full collection in it would walk them all (~0.2 s) for nothing."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -76,6 +76,7 @@ from cosim.tracking.summary import (
 )
 from experiments.plant import (
     build_system,
+    frozen_heap,
     instantiate_observer,
     plant_observers,
     recording,
@@ -211,8 +212,9 @@ def simulate_baseline(cfg: DictConfig, progress: bool = False) -> dict[str, Any]
         master.add_observer(obs)
     t0 = time.perf_counter()
     try:
-        master.run(duration=duration - (master.time - spec.start_time),
-                   progress=Progress(f"baseline seed={cfg.seed}", progress))
+        with frozen_heap():
+            master.run(duration=duration - (master.time - spec.start_time),
+                       progress=Progress(f"baseline seed={cfg.seed}", progress))
     finally:
         master.terminate()
     monitor = _monitor(observers)
@@ -345,7 +347,8 @@ def run_episode(cfg: DictConfig, out_dir: Path,
     try:
         if watchdog is not None:
             watchdog.start()
-        result = master.run(duration=duration - (master.time - spec.start_time), progress=progress)
+        with frozen_heap():
+            result = master.run(duration=duration - (master.time - spec.start_time), progress=progress)
     finally:
         if watchdog is not None:
             watchdog.stop()

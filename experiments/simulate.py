@@ -24,7 +24,14 @@ from cosim.core.observer import Recorder
 from cosim.errors import ConfigurationError, CosimError
 from cosim.tracking.plots import timeline
 from cosim.tracking.progress import Progress
-from experiments.plant import build_system, instantiate_observer, plant_observers, recording, register_resolvers
+from experiments.plant import (
+    build_system,
+    frozen_heap,
+    instantiate_observer,
+    plant_observers,
+    recording,
+    register_resolvers,
+)
 
 register_resolvers()
 
@@ -56,8 +63,9 @@ def simulate(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
         master.add_observer(observer)
     t0 = time.perf_counter()
     try:
-        result = master.run(duration=float(duration) - (master.time - spec.start_time),
-                            progress=Progress(f"simulate {spec.name}", cfg.progress))
+        with frozen_heap():
+            result = master.run(duration=float(duration) - (master.time - spec.start_time),
+                                progress=Progress(f"simulate {spec.name}", cfg.progress))
     finally:
         wall = time.perf_counter() - t0
         files = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from cosim import ConfigurationError, ContractError, InvalidConnectionError, ModelLoadError
-from experiments.plant import register_resolvers
+from cosim.core.master import Master
+from experiments.plant import frozen_heap, register_resolvers
 from experiments.simulate import simulate
 from models.ssp import build_ssp
 
@@ -52,6 +54,23 @@ def test_same_seed_same_trace_and_robot_swap(tmp_path):
     panda = pq.read_table(tmp_path / "panda" / "trace.parquet").column("arm.ee_z").to_numpy()
     kuka = pq.read_table(tmp_path / "a" / "trace.parquet").column("arm.ee_z").to_numpy()
     assert not np.array_equal(panda, kuka)
+
+
+def test_loop_runs_with_the_heap_frozen_and_leaves_nothing_frozen(tmp_path, monkeypatch):
+    counts = []
+    run = Master.run
+
+    def spy(self, *args, **kwargs):
+        counts.append(gc.get_freeze_count())
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Master, "run", spy)
+    simulate(config("duration=1"), tmp_path)
+    assert counts and counts[0] > 1000  # the models and worlds built before the loop
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("a failing run")
+    assert gc.get_freeze_count() == 0
 
 
 def test_ssp_plant_runs_to_its_default_stop_time(tmp_path):
