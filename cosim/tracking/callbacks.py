@@ -53,6 +53,35 @@ def fail_sweep(sweep_dir: str | Path, error: str) -> None:
               f"{server_error(exc, parent.get('tracking_uri'))}", file=sys.stderr)
 
 
+def fail_job(sweep_dir: str | Path, job: str, overrides: list[str], error: str, error_type: str) -> None:
+    """Record a job of the sweep that could not be launched (its overrides do not compose
+    together) as FAILED: ``<sweep_dir>/<job>/summary.json`` and a FAILED child of the sweep's
+    parent run, named and tagged like an episode's, with the error. A tracking problem is said,
+    not raised: the summary on disk keeps the failure."""
+    from cosim.tracking.summary import empty_summary, write_summary
+
+    out_dir = Path(sweep_dir) / job
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": error_type,
+                                 "overrides": " ".join(overrides)}
+    print(f"error: job {job} ({' '.join(overrides)}): {error}", file=sys.stderr)
+    write_summary(out_dir, summary)
+    parent = read_parent(sweep_dir)
+    if not parent or not parent.get("run_id"):
+        return
+    try:
+        run = EpisodeRun(str(parent.get("experiment") or "cosim"), f"{job}: {' '.join(overrides)}",
+                         parent_run_id=str(parent["run_id"]), uri=parent.get("tracking_uri"),
+                         tags={ROLE_TAG: "episode", "job": job, "sweep_dir": str(Path(sweep_dir).resolve()),
+                               "overrides": " ".join(overrides)})
+        run.finish("FAILED", error=error[:5000])
+    except tracking_exceptions() as exc:
+        print(f"error: sweep: could not record job {job} as FAILED in MLflow: "
+              f"{server_error(exc, parent.get('tracking_uri'))}", file=sys.stderr)
+        return
+    write_summary(out_dir, summary | {"mlflow_run_id": run.run_id})
+
+
 def count_jobs(overrides: list[str], sweeper_params: dict[str, Any]) -> int | None:
     """Jobs of a basic-sweeper sweep: the product of the sweep lengths (command line over config)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -13,20 +13,25 @@ import pytest
 from mlflow import MlflowClient
 
 from cosim.tracking.mlflow_log import PARENT_FILE
-from tests.tracking.configs import write_test_conf
+from tests.tracking.configs import FILES, write_test_conf
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_sweep(root: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, str, Path]:
-    """Run ``experiments.run -m`` on the demo plant with the test configs; returns (process, uri, sweep dir)."""
+def run_sweep(root: Path, *overrides: str, attack: str = "attack=demo_press",
+              files: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, str, Path]:
+    """Run ``experiments.run -m`` on the demo plant with the test configs (and ``files``, written
+    beside them); returns (process, uri, sweep dir)."""
     conf = write_test_conf(root / "conf")
+    for rel, text in (files or {}).items():
+        (conf / rel).parent.mkdir(parents=True, exist_ok=True)
+        (conf / rel).write_text(text)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     sweep_dir = root / "sweep"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("COSIM_MLFLOW_PARENT_RUN", None)
     cmd = [sys.executable, "-m", "experiments.run", "-m", "plant=demo", "twin=none", "network=none",
-           "attack=demo_press", "defense=flag", "progress=false", f"hydra.searchpath=[file://{conf}]",
+           attack, "defense=flag", "progress=false", f"hydra.searchpath=[file://{conf}]",
            f"hydra.sweep.dir={sweep_dir}", f"baseline.cache_dir={root / 'baselines'}",
            "hydra.launcher.n_jobs=2", *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -101,3 +106,32 @@ def test_report_builds_from_the_sweep(sweep, tmp_path, monkeypatch):
     assert claims["production loss cut vs CPS-only"]["pass"] == "n/a"  # no CPS-only runs in this sweep
     logged = {a.path for a in mlf.list_artifacts(report.parent_id, "report")}
     assert {"report/report.md", "report/report.csv", "report/f1.png"} <= logged
+
+
+@pytest.mark.slow
+def test_job_whose_overrides_do_not_compose_together_fails_alone(tmp_path):
+    # attack.extra exists with demo_extra, or when the experiment adds it: of the eight jobs only
+    # (plain, demo_press, either value) do not compose, and each of their values composed in an
+    # earlier job, so the up-front check passes them and the launcher meets them
+    files = {"attack/demo_extra.yaml": FILES["attack/demo_press.yaml"] + "extra: 1\n",
+             "experiment/adds_extra.yaml": "# @package _global_\nattack: {extra: 0}\n",
+             "experiment/plain.yaml": "# @package _global_\n{}\n"}
+    proc, uri, sweep_dir = run_sweep(tmp_path, "experiment=adds_extra,plain", "attack.extra=2,3", "duration=1",
+                                     attack="attack=demo_extra,demo_press", files=files)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = {d.name: json.loads((d / "summary.json").read_text()) for d in sweep_dir.iterdir() if d.is_dir()}
+    failed = {job: s for job, s in summaries.items() if s["status"] == "FAILED"}
+    assert len(summaries) == 8 and len(failed) == 2, summaries
+    for job, summary in failed.items():
+        assert "attack.extra" in summary["error"] and "experiment=plain" in summary["overrides"] \
+            and "attack=demo_press" in summary["overrides"]
+        assert f"error: job {job} (" in proc.stderr
+    mlf = MlflowClient(uri)
+    runs = mlf.search_runs([mlf.get_experiment_by_name("cosim").experiment_id], max_results=100)
+    (parent,) = [r for r in runs if r.data.tags.get("cosim.role") == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["jobs_failed"] == "2" and parent.data.tags["jobs_finished"] == "6"
+    for job, summary in failed.items():
+        child = mlf.get_run(summary["mlflow_run_id"])
+        assert child.info.status == "FAILED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["job"] == job and "attack.extra" in child.data.tags["error"]
