@@ -1,0 +1,120 @@
+"""Does a change keep the episodes' behaviour? Record reference episodes, then compare two records.
+
+A speed-up must not change what an episode does. ``record`` runs a few full episodes (each
+attack under ``dt_framework`` and ``cps_only``, one seed) and writes what they produced:
+traces, alerts, audit trails and summaries, with every wall-time figure left out (and the
+audit hashes chained over them). ``compare`` says whether two such records are identical, to
+the bit, file by file. ``--tree`` records another checkout (a ``git worktree`` of the commit
+before the change), so both records come from this script::
+
+    git worktree add /tmp/before HEAD~1
+    .venv/bin/python benchmarks/behaviour.py record /tmp/ref --tree /tmp/before
+    .venv/bin/python benchmarks/behaviour.py record /tmp/new
+    .venv/bin/python benchmarks/behaviour.py compare /tmp/ref /tmp/new
+
+Detector models, FMUs and keys come from the usual caches (``COSIM_DETECTOR_DIR``,
+``COSIM_FMU_CACHE``, ``COSIM_KEY_DIR``); point both records at the same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ATTACKS = ("injection", "spoofing", "mitm", "replay", "dos", "poisoning")
+DEFENSES = ("dt_framework", "cps_only")
+#: keys left out besides those naming a wall time: derived from wall time, where files were
+#: written, and the audit fields chained over records that contain wall times
+_DROP = frozenset({"realtime_factor", "files", "hash", "prev", "audit_head", "audit_log"})
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if "wall" not in k and k not in _DROP}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def comparable(path: Path) -> Any:
+    """What of a recorded file must not change: JSON without wall times and chained hashes, text as is."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        return _strip(json.loads(text))
+    if path.suffix == ".jsonl":
+        return [_strip(json.loads(line)) for line in text.splitlines() if line]
+    return text
+
+
+def record(out: Path, tree: Path, attacks: list[str], defenses: list[str], seconds: float, seed: int) -> None:
+    sys.path.insert(0, str(tree))
+    from hydra import compose, initialize_config_dir
+
+    import experiments.run
+    from experiments.run import resolve_detector, run_episode
+
+    print(f"recording the episodes of {Path(experiments.run.__file__).parents[1]}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for attack in attacks:
+        for defense in defenses:
+            with initialize_config_dir(config_dir=str(tree / "conf"), version_base="1.3"):
+                cfg = compose("run", overrides=[
+                    "progress=false", "plot=false", "baseline.enabled=false", "record.formats=[csv]",
+                    "mlflow.enabled=false", f"attack={attack}", f"defense={defense}", f"duration={seconds}",
+                    f"seed={seed}"])
+            resolve_detector(cfg)
+            name = f"{attack}_{defense}"
+            with tempfile.TemporaryDirectory() as tmp:
+                ep = run_episode(cfg, Path(tmp))
+                (out / f"{name}.summary.json").write_text(json.dumps(ep.summary, indent=1, sort_keys=True, default=str))
+                for f in sorted(Path(tmp).iterdir()):
+                    if f.suffix in (".csv", ".jsonl"):
+                        (out / f"{name}.{f.name}").write_bytes(f.read_bytes())
+            print(f"{name}: f1={ep.summary.get('f1')} realtime_factor={ep.summary.get('realtime_factor'):.1f}",
+                  flush=True)
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    """Names of the files of ``a`` that ``b`` lacks or records differently (empty: identical)."""
+    differ = []
+    for f in sorted(a.iterdir()):
+        g = b / f.name
+        if not g.is_file():
+            differ.append(f"{f.name} (missing)")
+        elif comparable(f) != comparable(g):
+            differ.append(f.name)
+    differ += [f"{g.name} (extra)" for g in sorted(b.iterdir()) if not (a / g.name).exists()]
+    return differ
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="run the reference episodes into a directory")
+    rec.add_argument("out", type=Path)
+    rec.add_argument("--tree", type=Path, default=REPO, help="the checkout to run (default: this one)")
+    rec.add_argument("--attacks", nargs="+", default=list(ATTACKS))
+    rec.add_argument("--defenses", nargs="+", default=list(DEFENSES))
+    rec.add_argument("--seconds", type=float, default=70.0)
+    rec.add_argument("--seed", type=int, default=3)
+    cmp = sub.add_parser("compare", help="compare two records; exit 1 when they differ")
+    cmp.add_argument("a", type=Path)
+    cmp.add_argument("b", type=Path)
+    args = parser.parse_args()
+    if args.command == "record":
+        record(args.out, args.tree.resolve(), args.attacks, args.defenses, args.seconds, args.seed)
+        return
+    differ = compare(args.a, args.b)
+    for name in differ:
+        print(f"differs: {name}")
+    print("identical" if not differ else f"{len(differ)} file(s) differ")
+    sys.exit(1 if differ else 0)
+
+
+if __name__ == "__main__":
+    main()
