@@ -65,7 +65,8 @@ class TwinRecovery:
         self._meas_buf: list[Any] = [None] * len(layout.signals)
         sync = ctx.twin
         self.signals = [s.plant for s in layout.signals]
-        self.scales = [self._scale(sync, s) for s in self.signals]
+        scales, default = dict(getattr(sync, "scales", {})), float(getattr(sync, "default_scale", 1.0))
+        self.scales = [signal_scale(s, scales, default) for s in self.signals]
         excluded = list(getattr(sync, "bound_exclude", []))
         self.in_bound = [not any(fnmatch.fnmatchcase(s, p) for p in excluded) for s in self.signals]
         n = max(1, round(self.settings.history_s / (master.grid.base_step * self.every)))
@@ -75,10 +76,6 @@ class TwinRecovery:
         self.take()
         if self.settings.prewarm_sandbox:
             self.sandbox()
-
-    @staticmethod
-    def _scale(sync: Any, signal: str) -> float:
-        return signal_scale(signal, dict(getattr(sync, "scales", {})), float(getattr(sync, "default_scale", 1.0)))
 
     def sandbox(self) -> Sandbox | None:
         """The sandbox twin (built once, from the newest verified snapshot)."""

@@ -41,7 +41,12 @@ class TimeGrid:
         return self.start_time + tick * self.base_step
 
     def step_size(self, tick: int, n_ticks: int) -> float:
-        return self.time(tick + n_ticks) - self.time(tick)
+        return self.interval(tick, n_ticks)[1]
+
+    def interval(self, tick: int, n_ticks: int) -> tuple[float, float]:
+        """``(time(tick), step_size(tick, n_ticks))`` in one call (what a unit's step needs)."""
+        t = self.start_time + tick * self.base_step
+        return t, self.start_time + (tick + n_ticks) * self.base_step - t
 
     def ticks(self, duration: float) -> int:
         """Whole number of ticks in ``duration`` seconds (rounded to nearest)."""
@@ -212,8 +217,7 @@ class PythonUnit(Unit):
     def step(self, tick: int, n_ticks: int) -> None:
         grid = self.grid
         assert grid is not None
-        t = grid.start_time + tick * grid.base_step
-        self.do_step(t, grid.start_time + (tick + n_ticks) * grid.base_step - t)  # time(), step_size()
+        self.do_step(*grid.interval(tick, n_ticks))
 
     @abstractmethod
     def do_step(self, t: float, h: float) -> None:

@@ -100,9 +100,6 @@ class TwinSync(Observer):
         self.events: list[dict[str, Any]] = []
         self.corrections = 0
 
-    def _scale(self, signal: str) -> float:
-        return signal_scale(signal, self.scales, self.default_scale)
-
     def on_start(self, master: Master) -> None:
         self._master = master
         self._dt = master.grid.base_step
@@ -122,7 +119,8 @@ class TwinSync(Observer):
             types.append(master.units[port.unit].variables[port.variable].type)
         real = [t is VarType.REAL for t in types]
         self._real = real
-        scale_v = [self._scale(s) if r else 1.0 for s, r in zip(self.signals, real, strict=True)]
+        scale_v = [signal_scale(s, self.scales, self.default_scale) if r else 1.0
+                   for s, r in zip(self.signals, real, strict=True)]
         in_bound = [r and not any(fnmatch.fnmatchcase(s, p) for p in self.bound_exclude)
                     for s, r in zip(self.signals, real, strict=True)]
         self._meas_buf: list[Any] = [0.0] * n

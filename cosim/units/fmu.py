@@ -324,8 +324,7 @@ class FMUUnit(Unit):
     def step(self, tick: int, n_ticks: int) -> None:
         grid = self.grid
         assert grid is not None
-        t = grid.time(tick)
-        h = grid.time(tick + n_ticks) - t
+        t, h = grid.interval(tick, n_ticks)
         fmu = self._fmu
         if self.fmi_major == 2:
             status = self._do_step(fmu.component, t, h, 1)

@@ -520,9 +520,7 @@ class CellScene(BulletArm):
         n_in = self._n_inputs
         if not math.isfinite(sum(vals[:n_in]) + vals[self._i_belt] + vals[self._i_push] + vals[self._i_ram]):
             self._check_inputs()
-        grid_time = self.grid.time
-        t0 = grid_time(tick)
-        h = grid_time(tick + n_ticks) - t0  # grid.step_size(tick, n_ticks)
+        t0, h = self.grid.interval(tick, n_ticks)
         try:
             self._before(t0)
         except pybullet.error as exc:

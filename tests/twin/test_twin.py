@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from cosim import ConfigurationError, Override
 from cosim.core.observer import Observer
 from cosim.twin.replica import add_twin
-from cosim.twin.sync import TwinSync
+from cosim.twin.sync import TwinSync, signal_scale
 from experiments.plant import plant_observers, register_resolvers, system_spec, twin_sync
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ class _PortByPortReference(Observer):
         for i, s in enumerate(signals):
             meas = self.master.get(s.measured_at)
             if sync._real[i]:
-                r = (meas - pred[i]) / sync._scale(s.plant)
+                r = (meas - pred[i]) / signal_scale(s.plant, sync.scales, sync.default_scale)
                 if not any(fnmatch.fnmatchcase(s.plant, p) for p in sync.bound_exclude):
                     bound_sq += r * r
                     n_bound += 1
