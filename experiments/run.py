@@ -747,6 +747,21 @@ def _run_tags(cfg: DictConfig, choices: Mapping[str, str], sweep_dir: str | None
 
 
 # Process isolation ---------------------------------------------------------------------
+def _die_with(supervisor: int) -> None:
+    """End this episode process when its supervising process dies (Linux): a killed sweep worker
+    (a launcher that gives up on its batch, Ctrl-C) leaves no episode running on its own,
+    writing into a job directory that a resumed sweep runs again."""
+    if sys.platform == "linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != supervisor:  # it died before that took effect
+        os._exit(EXIT_BUG)
+
+
 def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] | None,
                       sweep_dir: str | None, job: str | None, search_dirs: Sequence[str | Path],
                       chash: str) -> tuple[int, dict[str, Any], str | None]:
@@ -770,6 +785,7 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
     sys.stdout.flush()
     sys.stderr.flush()
     gc.freeze()  # the child's collector leaves the parent's objects alone: no copy-on-write of them
+    supervisor = os.getpid()
     try:
         pid = os.fork()
     except OSError:
@@ -782,6 +798,7 @@ def _execute_isolated(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any]
         try:
             global _HEARTBEAT, _IN_CHILD
             _HEARTBEAT, _IN_CHILD = clock, True
+            _die_with(supervisor)
             faulthandler.disable()  # a crash is reported once, by the supervising process
             _own_connections(uri)
             code = _execute_inline(cfg, out_dir, choices, sweep_dir, job, search_dirs, chash)[0]

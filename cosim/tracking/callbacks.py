@@ -55,9 +55,10 @@ def fail_sweep(sweep_dir: str | Path, error: str) -> None:
 
 def fail_job(sweep_dir: str | Path, job: str, overrides: list[str], error: str, error_type: str) -> None:
     """Record a job of the sweep that could not be launched (its overrides do not compose
-    together) as FAILED: ``<sweep_dir>/<job>/summary.json`` and a FAILED child of the sweep's
-    parent run, named and tagged like an episode's, with the error. A tracking problem is said,
-    not raised: the summary on disk keeps the failure."""
+    together) as FAILED: ``<sweep_dir>/<job>/summary.json`` (the job's directory as
+    ``conf/run.yaml`` names it, ``hydra.sweep.subdir: ${hydra.job.num}``) and a FAILED child of
+    the sweep's parent run, named and tagged like an episode's, with the error. A tracking
+    problem is said, not raised: the summary on disk keeps the failure."""
     from cosim.tracking.summary import empty_summary, write_summary
 
     out_dir = Path(sweep_dir) / job

@@ -334,3 +334,31 @@ def test_killed_sweep_is_resumed_without_rerunning_finished_jobs(tmp_path):
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent
     # the report counts each job once: the killed attempts are superseded
     assert {r.info.run_id for r in child_runs(mlf, p)} == {after[j]["mlflow_run_id"] for j in after}
+
+
+# A killed supervisor ------------------------------------------------------------------------
+def test_episode_process_ends_with_its_supervising_process(tmp_path):
+    import psutil
+
+    conf = write_conf(tmp_path / "conf")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    # 10 ms of sleep a step: the episode would take over a minute
+    cmd = [sys.executable, "-m", "experiments.run", *BASE, "duration=60", f"{P}.step_sleep_s=0.01",
+           f"hydra.searchpath=[file://{conf}]", f"hydra.run.dir={tmp_path / 'run'}", "baseline.enabled=false"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "mlflow_run.json").is_file():  # the episode's process is running
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.05)
+        (episode,) = psutil.Process(proc.pid).children()
+        os.kill(proc.pid, signal.SIGKILL)  # the supervisor alone, not its process group
+        proc.wait()
+        gone, alive = psutil.wait_procs([episode], timeout=10)
+        assert gone and not alive
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
