@@ -8,10 +8,14 @@ In one process, interleaved, best of ``--repeat``:
   defence (``--defense``, default ``dt_framework``; its detector models must be fitted),
   simulation loop only (no baseline, no plots, no MLflow).
 
-With ``--sweep`` it also runs ``python -m experiments.run -m experiment=paper_table`` (or
-``--experiment``) in a subprocess with a throw-away MLflow store and reports its wall time.
+With ``--fresh N`` each episode runs instead as the first of a fresh process (what
+``experiments.run`` and every sweep job do), N of each alternated, and the range and median
+are reported. With ``--sweep`` it also runs ``python -m experiments.run -m
+experiment=paper_table`` (or ``--experiment``) in a subprocess with a throw-away MLflow store
+and reports its wall time.
 
     .venv/bin/python benchmarks/episode.py [--seconds 60] [--repeat 2] [--defense dt_framework]
+    .venv/bin/python benchmarks/episode.py --fresh 10
     .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
 """
 
@@ -21,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +65,26 @@ def sweep(experiment: str, extra: list[str]) -> dict[str, object]:
             "episode_wall_mean_s": round(sum(j["wall_time_s"] or 0 for j in jobs) / max(len(jobs), 1), 2)}
 
 
+def fresh(args: argparse.Namespace) -> dict[str, object]:
+    """``--fresh``: each episode the first of its own process, the two kinds alternated."""
+    base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds),
+            "--defense", args.defense, "--attack", args.attack]
+    rtf: dict[str, list[float]] = {"cell_alone": [], "full_episode": []}
+    for _ in range(args.fresh):
+        for name in rtf:
+            out = subprocess.run([*base, "--one", name], cwd=REPO, capture_output=True, text=True, check=True)
+            rtf[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rtf"])
+    result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                                 "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
+                                 "processes": args.fresh, "target_rtf": 30.0}
+    for name, values in rtf.items():
+        result[f"{name}_rtf"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
+                                 "max": round(max(values), 1)}
+    result["full_over_alone_median"] = round(statistics.median(
+        a / f for a, f in zip(rtf["cell_alone"], rtf["full_episode"], strict=True)), 2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per episode")
@@ -69,10 +94,20 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also time the paper_table sweep")
     parser.add_argument("--experiment", default="paper_table")
     parser.add_argument("--sweep-args", nargs="*", default=[], help="extra overrides for the sweep")
+    parser.add_argument("--fresh", type=int, default=0, metavar="N",
+                        help="N episodes of each, every one the first of a fresh process")
+    parser.add_argument("--one", choices=("cell_alone", "full_episode"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     alone = ["twin=none", "network=none", "attack=none", "defense=none", f"duration={args.seconds}"]
     full = [f"attack={args.attack}", f"defense={args.defense}", f"duration={args.seconds}"]
+    if args.one:  # one episode in this (fresh) process, for --fresh
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(episode(alone if args.one == "cell_alone" else full, Path(tmp) / "e")))
+        return
+    if args.fresh:
+        print(json.dumps(fresh(args), indent=2))
+        return
     best: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):

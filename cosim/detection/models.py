@@ -109,6 +109,9 @@ class DetectionModel(ABC):
     def reset(self) -> None:
         """Forget the past (sequential models) before a new run."""
 
+    def ready(self) -> None:  # noqa: B027
+        """Get ready to :meth:`decide` online (e.g. build a compiled form), before the run starts."""
+
     @abstractmethod
     def decide(self, z: np.ndarray) -> tuple[float, int, str | None]:
         """Score one windowed sample: ``(score, index of the feature most to blame, kind)``."""
@@ -344,13 +347,18 @@ class StackedModel(DetectionModel):
     def reset(self) -> None:
         pass
 
+    def ready(self) -> None:
+        if self.__dict__.get("_fast") is None:
+            from cosim.detection.fast import compile_stack
+
+            self._fast = compile_stack(self.pipeline)
+
     def proba_one(self, z: np.ndarray) -> np.ndarray:
         """Class probabilities of one windowed sample (what ``pipeline.predict_proba`` gives)."""
         fast = self.__dict__.get("_fast")
         if fast is None:
-            from cosim.detection.fast import compile_stack
-
-            fast = self._fast = compile_stack(self.pipeline)
+            self.ready()
+            fast = self._fast
         return fast(z[self.keep])
 
     def __getstate__(self) -> dict[str, Any]:

@@ -97,6 +97,7 @@ class OnlineDetector(Observer):
         names = self.extractor.bind(master, twin)
         check_names(self.model.names, names, f"detector '{self.name}'")
         self.model.reset()
+        self.model.ready()
         self._window = RollingWindow(self.model.window)
         self._filter = self.model.alarm_filter()
         self._filter.threshold = self.threshold

@@ -185,7 +185,11 @@ def test_compiled_inference_equals_the_pipeline() -> None:
     model = StackedModel(window=2, boost_iter=15).fit(train, ["a", "b", "c", "d"], labels)
     z = model.prepare([train[0]])[0]
     reference = model.pipeline.predict_proba(z[:, model.keep])
+    assert "_fast" not in model.__dict__
+    model.ready()  # what the online detector calls before the run: the compiled form, built once
+    fast = model.__dict__["_fast"]
     compiled = np.vstack([model.proba_one(row) for row in z])
+    assert model.__dict__["_fast"] is fast
     assert np.allclose(compiled, reference, rtol=0, atol=1e-12)
     binary = StackedModel(window=1, boost_iter=10).fit(
         train, ["a", "b", "c", "d"], [["normal" if v == "normal" else "attack" for v in lab] for lab in labels])
