@@ -107,6 +107,25 @@ def _say_error(text: str) -> None:
         print(f"error: {text}", file=sys.stderr, flush=True)
 
 
+def describe_error(exc: BaseException, cfg: DictConfig | None = None) -> str:
+    """One line saying what is wrong. A config value that refers to a key the config lacks
+    (OmegaConf's ``InterpolationKeyError``) names both, and the plant when the key is one of
+    the plant's (another plant may not define what the chosen detector or defence reads)."""
+    from omegaconf.errors import InterpolationKeyError
+
+    if isinstance(exc, InterpolationKeyError):
+        missing = str(exc.msg).partition("'")[2].rpartition("'")[0] or str(exc.msg)
+        text = f"{exc.full_key or 'the config'} refers to '{missing}', which is not in the config"
+        plant = OmegaConf.select(cfg, "plant.name", default=None) if cfg is not None else None
+        if missing.startswith("plant.") and plant is not None:
+            text += (f": plant '{plant}' does not define it (conf/plant/smart_factory.yaml shows every section "
+                     f"the twin, network, detectors and defences read)")
+        return text
+    if isinstance(exc, OmegaConfBaseException) and getattr(exc, "msg", None):
+        return f"{exc.msg}" + (f" (at {exc.full_key})" if getattr(exc, "full_key", None) else "")
+    return str(exc).strip() or type(exc).__name__
+
+
 def _errors() -> tuple[type[BaseException], ...]:
     """What counts as bad input (reported as one ``error:`` line), not as a bug."""
     from hydra.errors import InstantiationException
@@ -641,20 +660,25 @@ def _execute_inline(cfg: DictConfig, out_dir: Path, choices: Mapping[str, Any] |
     t0 = time.perf_counter()
 
     def fail(exc: BaseException) -> tuple[int, dict[str, Any], str | None]:
-        error = str(exc).strip() or type(exc).__name__
+        nonlocal run
+        error = describe_error(exc, cfg)
         _say_error(error)
         summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": type(exc).__name__,
                                      "config_hash": chash or None}
         if isinstance(exc, StepTimeout):
             summary.update({"unit": exc.unit, "call": exc.call, "timeout_s": exc.timeout_s})
             summary["sim_time_s"] = _trace_end(out_dir)
+        if run is None and not isinstance(exc, TrackingError):  # failed before its run started
+            run = _failure_run(cfg, choices, sweep_dir, job, out_dir)
         if run is not None:
             summary["mlflow_run_id"] = run.run_id
         write_summary(out_dir, summary)
         if run is not None:
             try:
-                log_episode(run, cfg, None, out_dir)
-                run.finish("FAILED", error=error)
+                try:
+                    log_episode(run, cfg, None, out_dir)
+                finally:
+                    run.finish("FAILED", error=error)
             except (*_errors(), *tracking_exceptions()) as log_exc:
                 summary["mlflow_error"] = f"could not record the failure in MLflow: {server_error(log_exc, run.uri)}"
                 _say_error(summary["mlflow_error"])
@@ -735,6 +759,24 @@ def _trace_end(out_dir: Path) -> float | None:
             except (OSError, ValueError, IndexError):
                 return None
     return None
+
+
+def _failure_run(cfg: DictConfig, choices: Mapping[str, Any] | None, sweep_dir: str | None, job: str | None,
+                 out_dir: Path) -> Any:
+    """The MLflow run of an episode that failed before its run was started (a config that does
+    not resolve, a detector that cannot be fitted), so that it is seen FAILED beside the others;
+    ``None`` with MLflow off, or when the config cannot even name the run."""
+    from cosim.tracking.mlflow_log import tracking_exceptions, write_run_file
+
+    try:
+        if not cfg.mlflow.get("enabled", True):
+            return None
+        chosen = _choices(cfg, choices or {})
+        run = start_mlflow(cfg, chosen, sweep_dir, job)
+        write_run_file(out_dir, run, None, _run_tags(cfg, chosen, sweep_dir, job), run.run.info.run_name)
+    except (*_errors(), *tracking_exceptions()):
+        return None
+    return run
 
 
 def _run_tags(cfg: DictConfig, choices: Mapping[str, str], sweep_dir: str | None, job: str | None) -> dict[str, Any]:

@@ -122,3 +122,19 @@ def test_paper_table_sweeps_every_attack_preset_and_three_defences():
     assert params.defense.split(",") == ["none", "cps_only", "dt_framework"] and params.seed == "range(5)"
     assert cfg.hydra.launcher.n_jobs == 2 and "joblib" in cfg.hydra.launcher._target_
     assert cfg.mlflow.experiment == "paper_table" and cfg.duration >= 60
+
+
+def test_config_that_fails_before_the_run_starts_is_one_line_and_a_failed_run(tmp_path, tracking, capsys):
+    # the CPS-only detectors read the plant's detection section, which the demo plant lacks
+    cfg, conf = config(tmp_path, "plant=demo", "twin=none", "network=none", "attack=none", "defense=cps_only")
+    status, summary, run_id = execute(cfg, tmp_path / "out", {}, search_dirs=[conf])
+    assert status == 1 and summary["status"] == "FAILED"
+    assert summary["error"] == ("detector.detectors.limits.features.physics refers to 'plant.detection.physics', "
+                                "which is not in the config: plant 'demo' does not define it (conf/plant/"
+                                "smart_factory.yaml shows every section the twin, network, detectors and "
+                                "defences read)")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if line.startswith("error:")] == [f"error: {summary['error']}"]
+    run = MlflowClient(tracking).get_run(run_id)
+    assert run_id == summary["mlflow_run_id"] and run.info.status == "FAILED"
+    assert run.data.tags["error"] == summary["error"] and run.data.tags["defense"] == "cps_only"
