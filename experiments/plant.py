@@ -1,4 +1,5 @@
-"""Turn a Hydra ``plant`` config into a :class:`~cosim.system.SystemSpec`."""
+"""Turn a Hydra ``plant`` config into a :class:`~cosim.system.SystemSpec`; the setting its
+simulation loop runs in (:func:`frozen_heap`)."""
 
 from __future__ import annotations
 

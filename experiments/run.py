@@ -63,6 +63,7 @@ from cosim.detection.alert import AlertBus
 from cosim.episode import EpisodeContext
 from cosim.errors import ConfigurationError, CosimError, JobKilled, StepTimeout, TrackingError
 from cosim.tracking.baseline import baseline_key, cached_baseline
+from cosim.tracking.callbacks import one_line
 from cosim.tracking.progress import Progress
 from cosim.tracking.summary import (
     SUMMARY_KEYS,
@@ -1129,25 +1130,6 @@ def main(cfg: DictConfig) -> None:
     print_summary(summary, out_dir, run_id)
 
 
-def _one_line(text: str) -> str:
-    """A multi-line message (Hydra's list of options, a YAML parser's marks) as one line."""
-    parts: list[str] = []
-    listing = False
-    for line in str(text).splitlines():
-        item = line.strip()
-        if not item:
-            continue
-        if item.startswith("Config search path"):
-            break  # Hydra's search path follows: not what is wrong
-        if parts and line[:1] in (" ", "\t"):
-            parts[-1] += (" " if parts[-1].endswith(":") or not listing else ", ") + item
-            listing = listing or parts[-1].endswith(":" + " " + item)
-        else:
-            parts.append(item)
-            listing = False
-    return "".join(p if i == 0 else (" " if parts[i - 1].endswith(".") else "; ") + p for i, p in enumerate(parts))
-
-
 def cli() -> None:
     """``python -m experiments.run``: :func:`main`, where bad input that Hydra meets before the
     episode (unknown config option or key, malformed override or config file, unusable run
@@ -1172,7 +1154,7 @@ def cli() -> None:
             message = f"a config file is not valid YAML: {message}"
         elif isinstance(exc, OSError) and not isinstance(exc, HydraException):  # Hydra's run directory
             message = f"cannot write to the run directory: {message}"
-        print(f"error: {_one_line(message) or type(exc).__name__}", file=sys.stderr)
+        print(f"error: {one_line(message) or type(exc).__name__}", file=sys.stderr)
         sys.exit(1)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -34,10 +34,30 @@ from cosim.tracking.mlflow_log import (
 )
 
 
+def one_line(text: str) -> str:
+    """A multi-line message (Hydra's list of options, a YAML parser's marks) as one line."""
+    parts: list[str] = []
+    listing = False
+    for line in str(text).splitlines():
+        item = line.strip()
+        if not item:
+            continue
+        if item.startswith("Config search path"):
+            break  # Hydra's search path follows: not what is wrong
+        if parts and line[:1] in (" ", "\t"):
+            parts[-1] += (" " if parts[-1].endswith(":") or not listing else ", ") + item
+            listing = listing or parts[-1].endswith(":" + " " + item)
+        else:
+            parts.append(item)
+            listing = False
+    return "".join(p if i == 0 else (" " if parts[i - 1].endswith(".") else "; ") + p for i, p in enumerate(parts))
+
+
 def fail_sweep(sweep_dir: str | Path, error: str) -> None:
     """Mark the sweep's parent run FAILED with ``error`` (a sweep that stopped before its jobs,
     e.g. on a config that does not compose). A tracking problem here is said, not raised: the
     sweep's own error is the one that counts."""
+    error = one_line(error)
     parent = read_parent(sweep_dir)
     os.environ.pop(ENV_PARENT, None)
     if not parent or not parent.get("run_id"):
@@ -61,6 +81,7 @@ def fail_job(sweep_dir: str | Path, job: str, overrides: list[str], error: str, 
     problem is said, not raised: the summary on disk keeps the failure."""
     from cosim.tracking.summary import empty_summary, write_summary
 
+    error = one_line(error)
     out_dir = Path(sweep_dir) / job
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = empty_summary() | {"status": "FAILED", "error": error, "error_type": error_type,
