@@ -42,8 +42,9 @@ from omegaconf.errors import OmegaConfBaseException
 from cosim.detection.metrics import effect_intervals, false_alarm_onsets, pointwise, score_run
 from cosim.detection.models import MODELS, AlarmFilter, DetectionModel
 from cosim.errors import ConfigurationError, CosimError
-from experiments.plant import plain
+from experiments.plant import plain, register_resolvers
 
+register_resolvers()
 NORMAL = "normal"
 LABELS = {"label": "interval", "effect": "effect"}  # dataset column -> name of the definition
 
@@ -470,12 +471,11 @@ def _fit_missing(cfg: DictConfig, log: Any) -> list[str]:
     else:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             gen_cfg, fit_cfg = configs()
-    for node in (gen_cfg, fit_cfg):
-        node.plant = cfg.plant
-    for key in ("twin", "network"):
-        if cfg.get(key) is not None:
-            gen_cfg[key] = cfg[key]
+    for node in (gen_cfg, fit_cfg):  # the run's setting: the dataset and the models are keyed by it
+        for key in ("plant", "twin", "network"):
+            node[key] = cfg.get(key)
     fit_cfg.detector = cfg.detector
+    fit_cfg.detector.model_dir = str(cfg.detector.model_dir)  # where the run will look for them
     fit_cfg.data = gen_cfg.out
     if not (Path(str(gen_cfg.out)) / "runs.json").is_file():
         log(f"detector '{cfg.detector.get('name')}': no fitted models; generating the training dataset in "

@@ -3,8 +3,10 @@
     python -m experiments.generate                         # conf/generate.yaml
     python -m experiments.generate out=/tmp/cell duration=60 seeds.test_attack=[3000,3001]
 
-The default ``out`` is ``.cache/detectors/<plant>/data`` (``$COSIM_DETECTOR_DIR`` replaces
-``.cache/detectors``), where ``experiments.fit`` looks for it.
+The default ``out`` is ``.cache/detectors/<plant>-<key>/data`` (``$COSIM_DETECTOR_DIR`` replaces
+``.cache/detectors``; ``<key>`` hashes the plant, twin and network config:
+:func:`experiments.plant.setting_key`), where ``experiments.fit`` given the same overrides
+looks for it.
 
 One run per seed: normal runs, and attack runs with one attack drawn from ``templates``
 (kind, target, window and parameters drawn from the seed). Each run's features (physics as

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,36 @@ from cosim.system import SystemSpec, UnitSpec, deep_merge, parse_connections
 _RESERVED = {"step_ticks", "description"}
 
 
+# plant keys that change what is recorded or shown of an episode, not how the plant behaves
+PRESENTATION_KEYS = ("duration", "record", "record_interval", "plot_panels", "renderer", "description")
+
+
+def setting_key(root: DictConfig | Mapping[str, Any]) -> str:
+    """The name under which detectors and their datasets are kept for the config ``root``:
+    ``<plant.name>-<8 hex digits>`` over its ``plant`` (less :data:`PRESENTATION_KEYS`), ``twin``
+    and ``network`` sections, unresolved.
+
+    Detectors learn the behaviour of one plant, twin and network: ``plant.robot=panda`` or a
+    changed conduit gets models of its own rather than those of the default cell. Unresolved,
+    ``${seed}`` and ``${fmu:press}`` stay as written, so every seed of a setting shares them.
+    """
+    plant = root.get("plant") if root is not None else None
+    if plant is None:
+        raise ConfigurationError("the config has no plant section to key detectors by (${setting_key:})")
+
+    def unresolved(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+    setting = {"plant": {k: v for k, v in unresolved(plant).items() if k not in PRESENTATION_KEYS},
+               "twin": unresolved(root.get("twin")), "network": unresolved(root.get("network"))}
+    digest = hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{plant.get('name', 'plant')}-{digest[:8]}"
+
+
 def register_resolvers() -> None:
-    """``${fmu:conveyor}`` builds (or takes from the cache) the repository's FMU ``conveyor``."""
+    """``${fmu:conveyor}`` builds (or takes from the cache) the repository's FMU ``conveyor``;
+    ``${setting_key:}`` names the plant, twin and network of the config it is in
+    (:func:`setting_key`)."""
 
     def fmu_path(model: str, fmi_version: str = "2.0") -> str:
         from cosim.twin.integrity import KeyStore, manifest_path, sign_fmu
@@ -35,6 +65,8 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("fmu"):
         OmegaConf.register_new_resolver("fmu", fmu_path)
+    if not OmegaConf.has_resolver("setting_key"):
+        OmegaConf.register_new_resolver("setting_key", lambda _root_: setting_key(_root_))
 
 
 def plant_spec(plant: DictConfig | Mapping[str, Any]) -> SystemSpec:

@@ -29,6 +29,27 @@ def test_a_seed_in_two_splits_is_refused() -> None:
         check_split({"train_normal": [7, 8], "test_attack": [9, 7]})
 
 
+def test_detectors_and_datasets_are_kept_per_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run, generate and fit with the same plant, twin and network share one directory; a seed
+    or a presentation key does not change it; another robot, conduit or twin does."""
+    monkeypatch.setenv("COSIM_DETECTOR_DIR", "/models")
+
+    def where(*overrides: str) -> str:
+        run = _config("run", "detector=dt", *overrides)
+        assert run.detector.detectors.ids.model == f"{run.detector.model_dir}/dt_ids.pkl"
+        gen, fit = _config("generate", *overrides), _config("fit", "detector=dt", *overrides)
+        assert gen.out == fit.data == f"{run.detector.model_dir}/data"
+        assert fit.detector.model_dir == run.detector.model_dir
+        return str(run.detector.model_dir)
+
+    default = where()
+    assert default.startswith("/models/smart_factory-") and len(default) == len("/models/smart_factory-") + 8
+    assert where("seed=7") == where("plant.duration=10", "plant.record=[plc.state]") == default
+    others = [where("plant.robot=panda"), where("network.conduits.0.latency_s=0.01"),
+              where("twin.sync.period_s=2.0"), where("plant.units.press.parameters.supply_pressure=5.0")]
+    assert len({default, *others}) == 5
+
+
 def test_drawn_scenarios_follow_the_seed() -> None:
     templates = [{"attack": "spoofing", "target": "a.b", "params": {"value": {"uniform": [0, 1]}}},
                  {"attack": "dos", "target": "c2f"}]
@@ -174,7 +195,7 @@ def test_an_episode_with_fitted_detectors_and_the_framework_contains_an_injectio
     monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     window = ("attack_window.start={uniform:[8.0,12.0]}", "attack_window.duration={uniform:[4.0,8.0]}")
-    generate(_config("generate", f"out={tmp_path / 'models' / 'smart_factory' / 'data'}", "duration=24",
+    generate(_config("generate", "duration=24",  # into the run's setting, under $COSIM_DETECTOR_DIR
                      "normal_duration=24",
                      "seeds.train_normal=[11,12]", "seeds.train_attack=[21,22,23,24,25,26]",
                      "seeds.test_normal=[31]", "seeds.test_attack=[41]", *window,
