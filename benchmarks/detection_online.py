@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     register_resolvers()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("fit", overrides=[f"detector={args.detector}", "+twin=replica", "+network=cell"])
+        cfg = compose("fit", overrides=[f"detector={args.detector}"])
     built = build_system(cfg)
     master, sync = built.master, built.sync
     assert sync is not None
