@@ -23,3 +23,71 @@ def test_boosting_gives_scikit_learns_probabilities(depth: int, classes: int) ->
     rows = rng.normal(size=(200, 6)) * 3.0
     got = np.vstack([proba(r, as_float32(r)) for r in rows])
     assert np.allclose(got, est.predict_proba(rows), rtol=0, atol=1e-12)
+
+
+def _stack(final: object, classes: int, seed: int) -> tuple[object, np.ndarray]:
+    """A scaler + stacking pipeline over the three base learners of the IDS, and rows to score."""
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(500, 7)) * [1.0, 10.0, 0.1, 1.0, 5.0, 1.0, 100.0] + [0, 3, 0, -1, 0, 0, 50]
+    y = (x[:, 0] + np.sin(x[:, 1]) > 0).astype(int) + (x[:, 4] > 2.0) * (classes - 2)
+    base = [("tree", DecisionTreeClassifier(max_depth=6, random_state=0)),
+            ("boost", GradientBoostingClassifier(n_estimators=10, max_depth=2 + seed % 3, random_state=0)),
+            ("bayes", GaussianNB())]
+    pipe = make_pipeline(StandardScaler(), StackingClassifier(base, final_estimator=final, cv=3,
+                                                              stack_method="predict_proba"))
+    pipe.fit(x, y)
+    return pipe, rng.normal(size=(150, 7)) * [2.0, 20.0, 0.2, 2.0, 10.0, 2.0, 200.0]
+
+
+@pytest.mark.parametrize(("final", "classes"), [
+    ("relu", 4), ("tanh", 3), ("logistic", 2), ("identity", 3), ("relu", 2), ("tree", 3), ("boost", 2)])
+def test_the_c_kernel_gives_the_same_probabilities(final: str, classes: int) -> None:
+    """The C kernel against scikit-learn and the numpy form, for every meta-learner it knows."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from cosim.detection.fast import compile_stack
+    from cosim.detection.native import compile_native
+
+    if final == "tree":
+        meta: object = DecisionTreeClassifier(max_depth=4, random_state=0)
+    elif final == "boost":
+        meta = GradientBoostingClassifier(n_estimators=8, max_depth=2, random_state=0)
+    else:
+        meta = MLPClassifier(hidden_layer_sizes=(9, 5), activation=final, max_iter=300, random_state=0)
+    pipe, rows = _stack(meta, classes, seed=classes)
+    native = compile_native(pipe)
+    assert native is not None, "the C kernel did not build or does not know this pipeline"
+    got = np.vstack([native(r) for r in rows])
+    assert got.shape == (len(rows), classes)
+    assert np.allclose(got, pipe.predict_proba(rows), rtol=0, atol=1e-12)
+    assert np.allclose(got, np.vstack([compile_stack(pipe)(r) for r in rows]), rtol=0, atol=1e-12)
+
+
+def test_without_a_compiler_the_numpy_form_scores(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.neural_network import MLPClassifier
+
+    from cosim.detection import native
+
+    pipe, rows = _stack(MLPClassifier(hidden_layer_sizes=(6,), max_iter=300, random_state=0), 3, seed=1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built there yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    native.kernel.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="C kernel is not available.*using the numpy form"):
+            assert native.compile_native(pipe) is None
+    finally:
+        native.kernel.cache_clear()
+    assert not list(tmp_path.rglob("*.so"))
+    monkeypatch.delenv("CC")
+    built = native.compile_native(pipe)  # built into the (new) cache
+    assert built is not None
+    assert np.allclose(np.vstack([built(r) for r in rows]), pipe.predict_proba(rows), rtol=0, atol=1e-12)
+    assert len(list((tmp_path / "cosim").glob("stack_kernel-*.so"))) == 1
+    native.kernel.cache_clear()
