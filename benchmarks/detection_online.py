@@ -6,7 +6,9 @@ Runs the cell with its twin and network for ``--duration`` simulated seconds wit
 detectors of ``conf/detector/<detector>.yaml`` (fitted models from ``experiments.fit``) and
 reports, per detector, the wall time per scored sample (feature extraction + model +
 alarm logic), and for the stacked ensemble the same samples scored one by one through
-``pipeline.predict_proba`` (scikit-learn's own path) — the ratio is measured in one run.
+``pipeline.predict_proba`` (scikit-learn's own path) — the ratio is measured in one run —
+and, in a tight loop over those samples, the model alone in its three forms: scikit-learn,
+the numpy form (``cosim.detection.fast``) and the C kernel (``cosim.detection.native``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from cosim.detection import AlertBus
+from cosim.detection.fast import compile_stack
 from cosim.detection.models import StackedModel
 from cosim.detection.online import OnlineDetector
 from cosim.episode import EpisodeContext
@@ -65,6 +68,27 @@ def main() -> None:
             sk = 1e6 * (time.perf_counter() - t1) / len(z)
             ref, ratio = f"{sk:.0f}", f"{ours / sk:.3f}"
         print(f"{det.name:<16} {summary['samples']:>8} {ours:>10.1f} {ref:>18} {ratio:>7}")
+    for det in detectors:
+        if isinstance(det.model, StackedModel):
+            _model_forms(det.model, np.vstack(det.rows))
+
+
+def _model_forms(model: StackedModel, rows: np.ndarray) -> None:
+    """The stacked model alone on the episode's samples: scikit-learn, numpy form, C kernel."""
+    from cosim.detection.native import compile_native
+
+    z = model.prepare([rows])[0][:, model.keep]
+    forms = {"scikit-learn": lambda r: model.pipeline.predict_proba(r.reshape(1, -1))[0],
+             "numpy form": compile_stack(model.pipeline), "C kernel": compile_native(model.pipeline)}
+    print(f"stacked model alone, {len(z)} samples, tight loop:")
+    for name, proba in forms.items():
+        if proba is None:
+            print(f"  {name:<14} unavailable")
+            continue
+        t0 = time.perf_counter()
+        for row in z:
+            proba(row)
+        print(f"  {name:<14} {1e6 * (time.perf_counter() - t0) / len(z):8.1f} us/sample")
 
 
 if __name__ == "__main__":
