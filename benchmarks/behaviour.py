@@ -10,7 +10,11 @@ before the change), so both records come from this script::
     git worktree add /tmp/before HEAD~1
     .venv/bin/python benchmarks/behaviour.py record /tmp/ref --tree /tmp/before
     .venv/bin/python benchmarks/behaviour.py record /tmp/new
-    .venv/bin/python benchmarks/behaviour.py compare /tmp/ref /tmp/new
+    .venv/bin/python benchmarks/behaviour.py compare /tmp/ref /tmp/new [--tolerance 1e-9]
+
+``--tolerance`` accepts numbers (in JSON and in CSV cells) that differ by at most that much,
+for a change that is meant to round differently (a C kernel for a numpy computation) but to
+do the same thing: every alarm, action and count must still be the same.
 
 Detector models, FMUs and keys come from the usual caches (``COSIM_DETECTOR_DIR``,
 ``COSIM_FMU_CACHE``, ``COSIM_KEY_DIR``); point both records at the same ones.
@@ -79,14 +83,52 @@ def record(out: Path, tree: Path, attacks: list[str], defenses: list[str], secon
                   flush=True)
 
 
-def compare(a: Path, b: Path) -> list[str]:
-    """Names of the files of ``a`` that ``b`` lacks or records differently (empty: identical)."""
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def same(x: Any, y: Any, tolerance: float = 0.0) -> bool:
+    """``x == y``, numbers within ``tolerance`` (CSV text compared cell by cell)."""
+    if tolerance <= 0.0:
+        return x == y
+    if isinstance(x, str) and isinstance(y, str) and "\n" in x:
+        rows_x, rows_y = x.splitlines(), y.splitlines()
+        return len(rows_x) == len(rows_y) and all(
+            same(cx, cy, tolerance) for rx, ry in zip(rows_x, rows_y, strict=True)
+            for cx, cy in _cells(rx, ry))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(same(x[k], y[k], tolerance) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(same(u, v, tolerance) for u, v in zip(x, y, strict=True))
+    nx, ny = _number(x), _number(y)
+    if nx is not None and ny is not None:
+        return nx == ny or abs(nx - ny) <= tolerance
+    return x == y
+
+
+def _cells(rx: str, ry: str) -> list[tuple[str, str]]:
+    cx, cy = rx.split(","), ry.split(",")
+    return list(zip(cx, cy, strict=True)) if len(cx) == len(cy) else [(rx, ry)]
+
+
+def compare(a: Path, b: Path, tolerance: float = 0.0) -> list[str]:
+    """Names of the files of ``a`` that ``b`` lacks or records differently (empty: identical;
+    numbers within ``tolerance`` count as the same)."""
     differ = []
     for f in sorted(a.iterdir()):
         g = b / f.name
         if not g.is_file():
             differ.append(f"{f.name} (missing)")
-        elif comparable(f) != comparable(g):
+        elif not same(comparable(f), comparable(g), tolerance):
             differ.append(f.name)
     differ += [f"{g.name} (extra)" for g in sorted(b.iterdir()) if not (a / g.name).exists()]
     return differ
@@ -105,14 +147,17 @@ def main() -> None:
     cmp = sub.add_parser("compare", help="compare two records; exit 1 when they differ")
     cmp.add_argument("a", type=Path)
     cmp.add_argument("b", type=Path)
+    cmp.add_argument("--tolerance", type=float, default=0.0,
+                     help="numbers differing by at most this much count as the same (default: to the bit)")
     args = parser.parse_args()
     if args.command == "record":
         record(args.out, args.tree.resolve(), args.attacks, args.defenses, args.seconds, args.seed)
         return
-    differ = compare(args.a, args.b)
+    differ = compare(args.a, args.b, args.tolerance)
     for name in differ:
         print(f"differs: {name}")
-    print("identical" if not differ else f"{len(differ)} file(s) differ")
+    same_as = "identical" if args.tolerance <= 0 else f"the same within {args.tolerance:g}"
+    print(same_as if not differ else f"{len(differ)} file(s) differ")
     sys.exit(1 if differ else 0)
 
 

@@ -31,5 +31,9 @@ def test_records_differ_only_where_the_episode_changed(tmp_path):
     (b / "x.summary.json").write_text(json.dumps(summary | {"prevented": 3}))
     (b / "y.alerts.jsonl").write_text("")
     assert behaviour.compare(a, b) == ["x.summary.json", "x.trace.csv", "y.alerts.jsonl (extra)"]
+    # within a tolerance the rounding passes, the changed count does not
+    assert behaviour.compare(a, b, tolerance=1e-12) == ["x.summary.json", "y.alerts.jsonl (extra)"]
+    (b / "x.trace.csv").write_text("time,v\n0,1.0\n0.1,1.5001\n")
+    assert "x.trace.csv" in behaviour.compare(a, b, tolerance=1e-12)
     (a / "z.trace.csv").write_text("time\n")
     assert "z.trace.csv (missing)" in behaviour.compare(a, b)
