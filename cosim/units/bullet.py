@@ -299,7 +299,8 @@ class BulletArm(Unit):
             return
         if self._terminated:
             raise UnitError(self.name, "load", "the unit was terminated")
-        client = BulletClient(connection_mode=pybullet.DIRECT)
+        with _c_stdout():  # PyBullet prints "argv[0]=" on connecting
+            client = BulletClient(connection_mode=pybullet.DIRECT)
         try:
             client.setAdditionalSearchPath(pybullet_data.getDataPath())
             client.setTimeStep(self.physics_step)
