@@ -553,21 +553,12 @@ def _git_commit() -> str:
 
 def start_mlflow(cfg: DictConfig, choices: Mapping[str, str], sweep_dir: str | None, job: str | None) -> Any:
     """The episode's MLflow run (a child of the sweep's parent inside a sweep)."""
-    from cosim.tracking.mlflow_log import ROLE_TAG, EpisodeRun, read_parent
+    from cosim.tracking.mlflow_log import job_run
 
-    parent = read_parent(sweep_dir) if sweep_dir is not None else None
     name = cfg.mlflow.get("run_name") or f"{choices.get('attack')}/{choices.get('defense')}/seed{cfg.seed}"
-    if job is not None:
-        name = f"{job}: {name}"
-    tags = {ROLE_TAG: "episode", "attack": choices.get("attack"), "defense": choices.get("defense"),
-            "seed": cfg.seed, "git_commit": _git_commit(), "host": socket.gethostname()}
-    if sweep_dir is not None:
-        tags["sweep_dir"] = str(Path(sweep_dir).resolve())
-    if job is not None:
-        tags["job"] = job
-    return EpisodeRun(str(cfg.mlflow.get("experiment", "cosim")), name,
-                      parent_run_id=parent["run_id"] if parent else None, tags=tags,
-                      uri=parent.get("tracking_uri") if parent else None)
+    tags = {"attack": choices.get("attack"), "defense": choices.get("defense"), "seed": cfg.seed,
+            "git_commit": _git_commit(), "host": socket.gethostname()}
+    return job_run(name, str(cfg.mlflow.get("experiment", "cosim")), sweep_dir, job, tags)
 
 
 def log_episode(run: Any, cfg: DictConfig, ep: EpisodeResult | None, out_dir: Path) -> None:

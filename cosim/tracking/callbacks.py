@@ -27,6 +27,7 @@ from cosim.tracking.mlflow_log import (
     ROLE_TAG,
     EpisodeRun,
     client,
+    job_run,
     read_parent,
     server_error,
     tracking_exceptions,
@@ -92,10 +93,8 @@ def fail_job(sweep_dir: str | Path, job: str, overrides: list[str], error: str, 
     if not parent or not parent.get("run_id"):
         return
     try:
-        run = EpisodeRun(str(parent.get("experiment") or "cosim"), f"{job}: {' '.join(overrides)}",
-                         parent_run_id=str(parent["run_id"]), uri=parent.get("tracking_uri"),
-                         tags={ROLE_TAG: "episode", "job": job, "sweep_dir": str(Path(sweep_dir).resolve()),
-                               "overrides": " ".join(overrides)})
+        run = job_run(" ".join(overrides), str(parent.get("experiment") or "cosim"), sweep_dir, job,
+                      {"overrides": " ".join(overrides)})
         run.finish("FAILED", error=error[:5000])
     except tracking_exceptions() as exc:
         print(f"error: sweep: could not record job {job} as FAILED in MLflow: "

@@ -208,6 +208,23 @@ class EpisodeRun:
         self.status = status
 
 
+def job_run(name: str, experiment: str, sweep_dir: str | Path | None = None, job: str | None = None,
+            tags: Mapping[str, Any] | None = None) -> EpisodeRun:
+    """An episode's run: named ``"<job>: <name>"`` and a child of the sweep's parent run
+    (:func:`read_parent`) inside a sweep, tagged ``cosim.role=episode``, ``job`` and
+    ``sweep_dir`` besides ``tags``. Episodes that ran and jobs that could not even be composed
+    both get theirs here, so a sweep's runs look alike in the MLflow UI."""
+    parent = read_parent(sweep_dir) if sweep_dir is not None else None
+    all_tags: dict[str, Any] = {ROLE_TAG: "episode", **(tags or {})}
+    if sweep_dir is not None:
+        all_tags["sweep_dir"] = str(Path(sweep_dir).resolve())
+    if job is not None:
+        all_tags["job"] = job
+        name = f"{job}: {name}"
+    return EpisodeRun(experiment, name, parent_run_id=parent["run_id"] if parent else None, tags=all_tags,
+                      uri=parent.get("tracking_uri") if parent else None)
+
+
 # The run of an episode, recorded in its run directory ------------------------------
 RUN_FILE = "mlflow_run.json"
 
