@@ -40,6 +40,10 @@ class _Unsupported(Exception):
     """An estimator or setting the kernel has no form for (the numpy form is used)."""
 
 
+class _CompilerError(Exception):
+    """The C compiler is missing or refuses the kernel (another directory would not help)."""
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cosim"
@@ -53,29 +57,49 @@ def kernel() -> ctypes.CDLL | None:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(),
                                      platform.machine().encode(), platform.system().encode()])).hexdigest()
-    target = cache_dir() / f"stack_kernel-{key[:16]}.so"
-    try:
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-            os.close(fd)
-            try:
-                proc = subprocess.run([*cc.split(), *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise OSError(f"{cc} failed: {proc.stderr.strip()[:500]}")
-                os.replace(tmp, target)  # atomic: parallel builders leave one complete file
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        lib = ctypes.CDLL(str(target))
-    except OSError as exc:
-        warnings.warn(f"stacked IDS: the C kernel is not available ({exc}); using the numpy form",
+    name = f"stack_kernel-{key[:16]}.so"
+    # a read-only home still gets the kernel: then it is built under the temporary directory
+    dirs = [cache_dir(), Path(tempfile.gettempdir()) / f"cosim-{os.getuid() if hasattr(os, 'getuid') else 0}"]
+    lib, errors = None, []
+    for directory in dirs:
+        try:
+            lib = ctypes.CDLL(str(_build(directory / name, cc)))
+            break
+        except _CompilerError as exc:
+            errors.append(str(exc))
+            break
+        except OSError as exc:  # a directory that cannot be written, a file that cannot be loaded
+            errors.append(str(exc))
+    if lib is None:
+        warnings.warn(f"stacked IDS: the C kernel is not available ({'; '.join(errors)}); using the numpy form",
                       RuntimeWarning, stacklevel=2)
         return None
     lib.stack_proba.restype = ctypes.c_int64
     lib.stack_proba.argtypes = [ctypes.c_void_p] * 5
     return lib
+
+
+def _build(target: Path, cc: str) -> Path:
+    """Compile the kernel into ``target`` unless it is there (``_CompilerError``, or ``OSError``
+    for the directory)."""
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        try:
+            proc = subprocess.run([*cc.split(), *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True,
+                                  text=True)
+        except FileNotFoundError:
+            raise _CompilerError(f"C compiler {cc!r} not found (set $CC)") from None
+        if proc.returncode != 0:
+            raise _CompilerError(f"{cc} failed: {proc.stderr.strip()[:500]}")
+        os.replace(tmp, target)  # atomic: parallel builders leave one complete file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
 
 
 class _Program:

@@ -91,3 +91,23 @@ def test_without_a_compiler_the_numpy_form_scores(tmp_path, monkeypatch: pytest.
     assert np.allclose(np.vstack([built(r) for r in rows]), pipe.predict_proba(rows), rtol=0, atol=1e-12)
     assert len(list((tmp_path / "cosim").glob("stack_kernel-*.so"))) == 1
     native.kernel.cache_clear()
+
+
+def test_a_read_only_cache_builds_the_kernel_under_the_temporary_directory(tmp_path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cosim.detection import native
+
+    blocked = tmp_path / "home-cache"
+    blocked.write_text("a file where the cache directory should be")  # mkdir under it fails
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    native.kernel.cache_clear()
+    try:
+        assert native.kernel() is not None
+        assert len(list((tmp_path / "tmp").glob("cosim-*/stack_kernel-*.so"))) == 1
+    finally:
+        native.kernel.cache_clear()
