@@ -8,6 +8,10 @@ In one process, interleaved, best of ``--repeat``:
   defence (``--defense``, default ``dt_framework``; its detector models must be fitted),
   simulation loop only (no baseline, no plots, no MLflow).
 
+With ``--ids-forms`` it alternates, in one process, full episodes whose stacked IDS scores
+through its C kernel (``cosim.detection.native``) and through the numpy form it falls back to
+(``--repeat`` pairs), and reports both and their ratio.
+
 With ``--fresh N`` each episode runs instead as the first of a fresh process (what
 ``experiments.run`` and every sweep job do), N of each alternated, and the range and median
 are reported. With ``--sweep`` it also runs ``python -m experiments.run -m
@@ -16,6 +20,7 @@ and reports its wall time.
 
     .venv/bin/python benchmarks/episode.py [--seconds 60] [--repeat 2] [--defense dt_framework]
     .venv/bin/python benchmarks/episode.py --fresh 10
+    .venv/bin/python benchmarks/episode.py --ids-forms --repeat 6
     .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
 """
 
@@ -85,6 +90,27 @@ def fresh(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def ids_forms(full: list[str], repeat: int) -> dict[str, object]:
+    """``--ids-forms``: full episodes with the stacked IDS's C kernel and its numpy form, alternated."""
+    import cosim.detection.native as native
+
+    compile_native = native.compile_native
+    rtf: dict[str, list[float]] = {"c_kernel": [], "numpy_form": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            for name in rtf:
+                native.compile_native = compile_native if name == "c_kernel" else (lambda pipeline: None)
+                try:
+                    rtf[name].append(episode(full, Path(tmp) / f"{name}{i}")["rtf"])
+                finally:
+                    native.compile_native = compile_native
+    result: dict[str, object] = {name: {"median_rtf": round(statistics.median(v), 1), "rtf": [round(x, 1) for x in v]}
+                                 for name, v in rtf.items()}
+    result["pair_ratio_median"] = round(statistics.median(
+        c / n for c, n in zip(rtf["c_kernel"], rtf["numpy_form"], strict=True)), 3)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per episode")
@@ -96,6 +122,8 @@ def main() -> None:
     parser.add_argument("--sweep-args", nargs="*", default=[], help="extra overrides for the sweep")
     parser.add_argument("--fresh", type=int, default=0, metavar="N",
                         help="N episodes of each, every one the first of a fresh process")
+    parser.add_argument("--ids-forms", action="store_true",
+                        help="alternate full episodes with the stacked IDS's C kernel and its numpy form")
     parser.add_argument("--one", choices=("cell_alone", "full_episode"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -107,6 +135,9 @@ def main() -> None:
         return
     if args.fresh:
         print(json.dumps(fresh(args), indent=2))
+        return
+    if args.ids_forms:
+        print(json.dumps(ids_forms(full, args.repeat), indent=2))
         return
     best: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
