@@ -50,6 +50,35 @@ def test_detectors_and_datasets_are_kept_per_setting(monkeypatch: pytest.MonkeyP
     assert len({default, *others}) == 5
 
 
+def test_auto_fit_generates_and_fits_in_the_runs_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An episode of another robot auto-fits from a dataset of that robot, into the directory
+    the episode loads its models from (generate and fit themselves replaced by recorders)."""
+    import experiments.fit as fit
+    import experiments.generate as gen
+
+    monkeypatch.setenv("COSIM_DETECTOR_DIR", str(tmp_path))
+    seen: dict[str, object] = {}
+
+    def fake_generate(cfg):
+        seen["generate"] = (str(cfg.out), cfg.plant.robot, cfg.network.conduits[0].latency_s)
+        Path(str(cfg.out)).mkdir(parents=True)
+        (Path(str(cfg.out)) / "runs.json").write_text("{}")
+
+    def fake_fit(cfg):
+        seen["fit"] = (str(cfg.data), str(cfg.detector.model_dir), cfg.plant.robot)
+        return {"models": {}}
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    monkeypatch.setattr(fit, "fit_and_evaluate", fake_fit)
+    run = _config("run", "detector=dt", "plant.robot=panda", "network.conduits.0.latency_s=0.01", "seed=9")
+    fit.ensure_models(run, log=lambda message: None)
+    model_dir = str(run.detector.model_dir)
+    default = str(_config("run", "detector=dt").detector.model_dir)
+    assert model_dir.startswith(f"{tmp_path}/smart_factory-") and model_dir != default
+    assert seen["generate"] == (f"{model_dir}/data", "panda", 0.01)
+    assert seen["fit"] == (f"{model_dir}/data", model_dir, "panda")
+
+
 def test_drawn_scenarios_follow_the_seed() -> None:
     templates = [{"attack": "spoofing", "target": "a.b", "params": {"value": {"uniform": [0, 1]}}},
                  {"attack": "dos", "target": "c2f"}]
