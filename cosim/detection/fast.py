@@ -38,6 +38,20 @@ def softmax(a: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+#: Estimators whose splits compare float32-rounded inputs, as scikit-learn's trees do.
+TREE_ESTIMATORS = ("DecisionTreeClassifier", "GradientBoostingClassifier")
+
+
+def boosting_init(est: Any) -> np.ndarray:
+    """The raw score a gradient-boosting classifier starts every sample from (one per column)."""
+    return est._raw_predict_init(np.zeros((1, est.n_features_in_), dtype=np.float32))[0]
+
+
+def bayes_log_norm(est: Any) -> np.ndarray:
+    """Per class of a Gaussian naive Bayes: log prior plus the log normalisation, summed once."""
+    return np.log(est.class_prior_) + -0.5 * np.sum(np.log(2.0 * np.pi * est.var_), axis=1)
+
+
 class _Forest:
     """Regression or classification trees flattened into one node table (leaves loop to
     themselves), evaluated for one sample by ``depth`` vectorised steps."""
@@ -156,7 +170,7 @@ def _boosting_proba(est: Any) -> Proba:
     stages = est.estimators_  # (n_stages, K) regression trees
     n_stages, k = stages.shape
     trees = [stages[i, j].tree_ for i in range(n_stages) for j in range(k)]
-    init = est._raw_predict_init(np.zeros((1, est.n_features_in_), dtype=np.float32))[0]
+    init = boosting_init(est)
     rate = float(est.learning_rate)
     column = np.tile(np.arange(k), n_stages)
     if _ShallowForest.fits(trees):
@@ -179,8 +193,7 @@ def _boosting_proba(est: Any) -> Proba:
 
 def _bayes_proba(est: Any) -> Proba:
     theta, var = est.theta_, est.var_
-    # the log prior and the normalisation, summed once
-    const = np.log(est.class_prior_) + -0.5 * np.sum(np.log(2.0 * np.pi * var), axis=1)
+    const = bayes_log_norm(est)
 
     def proba(x: np.ndarray, x32: np.ndarray) -> np.ndarray:
         jll = const - 0.5 * np.sum((x - theta) ** 2 / var, axis=1)
@@ -237,7 +250,7 @@ def compile_stack(pipeline: Any) -> Proba:
     mean, scale = scaler.mean_, scaler.scale_
     base = [_estimator_proba(e) for e in stack.estimators_]
     meta = _estimator_proba(stack.final_estimator_)
-    meta_trees = type(stack.final_estimator_).__name__ in _TREES
+    meta_trees = type(stack.final_estimator_).__name__ in TREE_ESTIMATORS
 
     def proba(x: np.ndarray) -> np.ndarray:
         xs = (x - mean) / scale
@@ -251,5 +264,3 @@ def compile_stack(pipeline: Any) -> Proba:
 
     return proba
 
-
-_TREES = ("DecisionTreeClassifier", "GradientBoostingClassifier")

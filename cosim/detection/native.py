@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from cosim.detection.fast import TREE_ESTIMATORS, bayes_log_norm, boosting_init
+
 SOURCE = Path(__file__).with_name("stack_kernel.c")
 FLAGS = ("-O2", "-shared", "-fPIC", "-std=c99")
 TREE, BOOST, BAYES, MLP = 0, 1, 2, 3
 ACTIVATIONS = {"relu": 0, "tanh": 1, "logistic": 2, "identity": 3}
-TREE_ESTIMATORS = ("DecisionTreeClassifier", "GradientBoostingClassifier")
 
 
 class _Unsupported(Exception):
@@ -132,9 +133,8 @@ class _Program:
             body, n_out = self._boosting(est)
             kind = BOOST
         elif name == "GaussianNB":
-            prior_norm = np.log(est.class_prior_) + -0.5 * np.sum(np.log(2.0 * np.pi * est.var_), axis=1)
             k = len(est.class_prior_)
-            body, n_out = [k, self.doubles(est.theta_), self.doubles(est.var_), self.doubles(prior_norm)], k
+            body, n_out = [k, self.doubles(est.theta_), self.doubles(est.var_), self.doubles(bayes_log_norm(est))], k
             kind = BAYES
         elif name == "MLPClassifier":
             body, n_out = self._mlp(est)
@@ -166,7 +166,7 @@ class _Program:
             threshold.append(t.threshold)
             value.append(t.value[:, 0, 0])
             offset += t.node_count
-        init = est._raw_predict_init(np.zeros((1, est.n_features_in_), dtype=np.float32))[0]
+        init = boosting_init(est)
         self.widest = max(self.widest, k)
         body = [len(trees), k, self.ints(roots), self.ints(np.concatenate(feature)), self.ints(np.concatenate(left)),
                 self.ints(np.concatenate(right)), self.ints(np.tile(np.arange(k), n_stages)),
