@@ -429,6 +429,7 @@ class BulletArm(Unit):
         self._o_tau = self._o_qd + n
         self._o_ee = self._o_tau + n
         self._o_grip = self._o_ee + 7
+        self._ee_stale = False
         self._values[:] = [float(v.start) if v.start is not None else 0.0 for v in variables]
 
     def _bind(self, client: BulletClient) -> None:
@@ -579,14 +580,24 @@ class BulletArm(Unit):
         n = len(self.arm_joints)
         states = self._joint_states(self._body, self._controlled)
         q, qd, _, tau = zip(*states[:n], strict=False)  # position, velocity, reaction forces, torque
-        link = self._link_state(self._body, self.ee_link, 0, 1)
-        # q, qd, tau and the end-effector pose are consecutive outputs
+        # q, qd and tau are consecutive outputs; the end-effector pose after them is computed
+        # when it is read (a forward-kinematics query per step that most steps do not need)
         o = self._o_q
-        vals[o:o + 3 * n + 7] = (*q, *qd, *tau, *link[4], *link[5])
+        vals[o:o + 3 * n] = (*q, *qd, *tau)
+        self._ee_stale = True
         if self.finger_joints:
             vals[self._o_grip] = sum(sg * s[0] for sg, s in zip(self._finger_signs, states[n:], strict=True))
         if not math.isfinite(sum(vals[self._n_inputs:])):
             self._raise_non_finite("step", self._n_inputs, len(vals), "output")
+
+    def _update_ee(self) -> None:
+        """Compute the end-effector pose outputs of the world as it is (since the last step)."""
+        link = self._link_state(self._body, self.ee_link, 0, 1)
+        o = self._o_ee
+        self._values[o:o + 7] = (*link[4], *link[5])
+        self._ee_stale = False
+        if not math.isfinite(sum(self._values[o:o + 7])):
+            self._raise_non_finite("read", o, o + 7, "output")
 
     def _raise_non_finite(self, call: str, start: int, stop: int, kind: str) -> None:
         names = list(self._variables)
@@ -617,6 +628,8 @@ class BulletArm(Unit):
         return i
 
     def get(self, names: Sequence[str]) -> list[Value]:
+        if self._ee_stale:
+            self._update_ee()
         vals = self._values
         index = self._index
         try:
@@ -637,13 +650,18 @@ class BulletArm(Unit):
     def reader(self, names: Sequence[str]) -> Reader:
         idx = [self._resolve(n) for n in names]
         vals = self._values
-        if len(idx) == 1:
-            only = idx[0]
-            return lambda: [vals[only]]
         if not idx:
             return lambda: []
-        getter = itemgetter(*idx)
-        return lambda: getter(vals)
+        getter = itemgetter(*idx) if len(idx) > 1 else (lambda v, i=idx[0]: [v[i]])
+        if not any(self._o_ee <= i < self._o_ee + 7 for i in idx):
+            return lambda: getter(vals)
+
+        def read_with_pose() -> Sequence[Value]:
+            if self._ee_stale:
+                self._update_ee()
+            return getter(vals)
+
+        return read_with_pose
 
     def writer(self, names: Sequence[str]) -> Writer:
         idx = [self._resolve_input(n) for n in names]
@@ -666,6 +684,8 @@ class BulletArm(Unit):
     # ------------------------------------------------------------------ state
     def save_state(self) -> BulletArmState:
         client = self.client
+        if self._ee_stale:
+            self._update_ee()
         try:
             state_id = client.saveState()
         except pybullet.error as exc:
@@ -687,6 +707,7 @@ class BulletArm(Unit):
         except pybullet.error as exc:
             raise SnapshotError(f"unit '{self.name}': restoreState failed: {exc}") from None
         self._values[:] = state.values
+        self._ee_stale = False
         self._sent = None  # motor targets are not part of PyBullet's state: send them again
 
     def release_state(self, state: BulletArmState) -> None:
@@ -753,6 +774,8 @@ class BulletArm(Unit):
 
     def _python_state(self) -> dict[str, Any]:
         """Python-side state carried by :meth:`export_state` beside the PyBullet world."""
+        if self._ee_stale:
+            self._update_ee()
         return {"values": list(self._values)}
 
     def _check_python_state(self, state: Any) -> None:
@@ -762,6 +785,7 @@ class BulletArm(Unit):
 
     def _load_python_state(self, state: dict[str, Any]) -> None:
         self._values[:] = state["values"]
+        self._ee_stale = False
         self._sent = None  # motor targets are not part of PyBullet's state: send them again
 
     def export_state(self) -> bytes:
@@ -829,6 +853,9 @@ class BulletArm(Unit):
         self._terminated = True
         if client is None:
             return
+        if self._ee_stale:  # the last pose stays readable
+            with contextlib.suppress(pybullet.error, NonFiniteValueError):
+                self._update_ee()
         self._client = None
         try:
             for state_id in sorted(self._live_states):

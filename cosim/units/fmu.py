@@ -68,6 +68,16 @@ class FMUUnit(Unit):
         self._unzipdir: Path | None = None
         self._states: list[Any] = []
         self._loaded = False
+        # Reads are served from one cache of every variable any reader asked for, refilled
+        # after whatever can change a value (a step, a set, a restored state): ``_epoch``
+        # counts those, ``_pool_epoch`` is the epoch the cache was filled at.
+        self._epoch = 0
+        self._pool_names: list[str] = []
+        self._pool_index: dict[str, int] = {}
+        self._pool_calls: list[tuple[Any, tuple[Any, ...], Any, bool, str]] | None = None
+        self._pool_order: Callable[[list[Any]], Any] = tuple
+        self._pool_values: Sequence[Value] = ()
+        self._pool_epoch = -1
 
     # Loading ---------------------------------------------------------------------------
     def _fail(self, call: str, detail: str) -> ModelLoadError:
@@ -132,6 +142,8 @@ class FMUUnit(Unit):
 
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid
+        self._epoch += 1
+        self._pool_calls = None
         cs = self.md.coSimulation
         self._unzipdir = _EXTRACTED.acquire(self.path, private=bool(cs.canBeInstantiatedOnlyOncePerProcess),
                                             fail=lambda detail: self._fail("extract", detail))
@@ -211,6 +223,7 @@ class FMUUnit(Unit):
         self.writer(names)(values)
 
     def _set_by_name(self, names: list[str], values: list[Value]) -> None:
+        self._epoch += 1
         for acc, vrs, positions in self._groups(names):
             vals = [values[p] for p in positions]
             if acc == "Boolean":
@@ -249,48 +262,65 @@ class FMUUnit(Unit):
     def reader(self, names: Sequence[str]) -> Reader:
         names = list(names)
         channels = self._channels(names, "get")
+        if all(ch.fn is not None for ch in channels):
+            return self._pooled_reader(names)
+        # strings: the general path, through fmpy and not cached
         component = self._fmu.component
-        if len(channels) == 1 and channels[0].fn is not None:
-            ch = channels[0]
-            fn, args = _bare_call(ch, component)
-            out, as_bool = ch.buf, ch.int_bool
+        size = len(names)
 
-            def read_one_type() -> list[Value]:
-                status = fn(*args)
-                if status > 1:
-                    raise self._status_error(ch.function, status)
-                return [v != 0 for v in out] if as_bool else out[:]
+        def read_mixed() -> list[Value]:
+            values: list[Any] = [None] * size
+            for ch in channels:
+                got = ch.get(self._fmu, component)
+                if isinstance(got, int):
+                    raise self._status_error(ch.function, got)
+                for p, v in zip(ch.positions, got, strict=True):
+                    values[p] = v
+            return values
 
-            return read_one_type
-        if any(ch.fn is None for ch in channels):  # strings: the general path
-            size = len(names)
+        return read_mixed
 
-            def read_mixed() -> list[Value]:
-                values: list[Any] = [None] * size
-                for ch in channels:
-                    got = ch.get(self._fmu, component)
-                    if isinstance(got, int):
-                        raise self._status_error(ch.function, got)
-                    for p, v in zip(ch.positions, got, strict=True):
-                        values[p] = v
-                return values
+    def _pooled_reader(self, names: list[str]) -> Reader:
+        """A reader of ``names`` (no strings) through the unit's value cache: between two
+        changes of the FMU (step, set, restored state) every reader, whatever it reads, costs
+        one FMI get call per type for all of them together, and nothing after the first."""
+        index = self._pool_index
+        added = [n for n in dict.fromkeys(names) if n not in index]
+        if added:
+            for n in added:
+                index[n] = len(self._pool_names)
+                self._pool_names.append(n)
+            self._pool_calls = None
+            self._pool_epoch = -1
+        positions = [index[n] for n in names]
+        pick = itemgetter(*positions) if len(positions) > 1 else (lambda values, i=positions[0]: (values[i],))
 
-            return read_mixed
-        # one C call per type; the concatenated results are put back in the asked order
-        order = [p for ch in channels for p in ch.positions]
-        perm = itemgetter(*[order.index(i) for i in range(len(names))])
-        calls = [(*_bare_call(ch, component), ch.buf, ch.int_bool, ch.function) for ch in channels]
+        def read_pooled() -> list[Value]:
+            if self._pool_epoch != self._epoch:
+                self._fill_pool()
+            return list(pick(self._pool_values))
 
-        def read_mixed_fast() -> list[Value]:
-            got: list[Any] = []
-            for fn, args, buf, as_bool, function in calls:
-                status = fn(*args)
-                if status > 1:
-                    raise self._status_error(function, status)
-                got += [v != 0 for v in buf] if as_bool else buf[:]
-            return list(perm(got))
+        return read_pooled
 
-        return read_mixed_fast
+    def _fill_pool(self) -> None:
+        calls = self._pool_calls
+        if calls is None:
+            # one C call per type; the concatenated results are put back in pool order
+            names = self._pool_names
+            channels = self._channels(names, "get")
+            component = self._fmu.component
+            order = [p for ch in channels for p in ch.positions]
+            self._pool_order = itemgetter(*[order.index(i) for i in range(len(names))]) if len(names) > 1 else tuple
+            calls = self._pool_calls = [(*_bare_call(ch, component), ch.buf, ch.int_bool, ch.function)
+                                        for ch in channels]
+        got: list[Any] = []
+        for fn, args, buf, as_bool, function in calls:
+            status = fn(*args)
+            if status > 1:
+                raise self._status_error(function, status)
+            got += [v != 0 for v in buf] if as_bool else buf[:]
+        self._pool_values = self._pool_order(got)
+        self._pool_epoch = self._epoch
 
     def writer(self, names: Sequence[str]) -> Writer:
         names = list(names)
@@ -302,6 +332,7 @@ class FMUUnit(Unit):
             buf = ch.buf
 
             def write_one_type(values: Sequence[Value]) -> None:
+                self._epoch += 1
                 try:
                     buf[:] = values
                 except TypeError as exc:
@@ -313,6 +344,7 @@ class FMUUnit(Unit):
             return write_one_type
 
         def write_mixed(values: Sequence[Value]) -> None:
+            self._epoch += 1
             for ch in channels:
                 status = ch.set(self._fmu, component, [values[p] for p in ch.positions])
                 if status > 1:
@@ -324,6 +356,7 @@ class FMUUnit(Unit):
     def step(self, tick: int, n_ticks: int) -> None:
         grid = self.grid
         assert grid is not None
+        self._epoch += 1
         t, h = grid.interval(tick, n_ticks)
         fmu = self._fmu
         if self.fmi_major == 2:
@@ -375,6 +408,7 @@ class FMUUnit(Unit):
 
     def restore_state(self, state: Any) -> None:
         _, set_state = self._state_fns()
+        self._epoch += 1
         try:
             set_state(state)
         except FMICallException as exc:
@@ -446,6 +480,8 @@ class FMUUnit(Unit):
         if self._fmu is None:
             return
         fmu, self._fmu = self._fmu, None
+        self._epoch += 1
+        self._pool_calls = None
         try:
             free = fmu.freeFMUstate if self.fmi_major == 2 else fmu.freeFMUState
             for state in self._states:
