@@ -23,7 +23,10 @@ from cosim import (
     SnapshotError,
     VarType,
 )
+from cosim.core.unit import TimeGrid
 from models.build import build_fmu
+
+GRID2 = TimeGrid(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +244,49 @@ def test_terminate_is_idempotent_and_cleans_up(integrator2):
     m.terminate()
     assert not tmp.exists()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_readers_share_one_read_per_change_of_the_fmu(conveyor2):
+    """Readers of one FMU are served from one cache: one FMI get per type after each step,
+    set or restored state, and the values are always what the FMU itself returns."""
+    unit = FMUUnit("conv", conveyor2, {"speed_noise": 0.01, "seed": 3})
+    unit.setup(GRID2)
+    fills = []
+    fill = unit._fill_pool
+
+    def counting() -> None:
+        fills.append(1)
+        fill()
+
+    unit._fill_pool = counting
+    a = unit.reader(["speed_meas", "encoder_count"])
+    b = unit.reader(["belt_position", "speed_meas", "motor_current"])
+    write = unit.writer(["motor_cmd"])
+    fmu = unit._fmu
+
+    def direct(names):
+        vs = {v.name: v for v in unit.md.modelVariables}
+        return [fmu.getInteger([vs[n].valueReference])[0] if vs[n].type == "Integer"
+                else fmu.getReal([vs[n].valueReference])[0] for n in names]
+
+    write([1.0])
+    for tick in range(5):
+        unit.step(tick, 1)
+        before = len(fills)
+        for _ in range(3):
+            assert list(a()) == direct(["speed_meas", "encoder_count"])
+            assert list(b()) == direct(["belt_position", "speed_meas", "motor_current"])
+        assert len(fills) == before + 1
+    assert isinstance(a()[1], int)
+    state = unit.save_state()
+    saved = list(b())
+    write([0.2])  # a set may change outputs (direct feedthrough): read again
+    b()
+    assert len(fills) == 6  # five steps, then the set
+    for tick in range(5, 10):
+        unit.step(tick, 1)
+    assert list(b()) != saved
+    unit.restore_state(state)
+    assert list(b()) == saved == direct(["belt_position", "speed_meas", "motor_current"])
+    unit.release_state(state)
+    unit.terminate()

@@ -296,3 +296,43 @@ def test_world_signature_follows_structure_changes(make_arm):
     assert changed != first
     arm.add_body("cube_small.urdf", (0.5, 0.0, 0.0))
     assert arm.world_signature() not in (first, changed)
+
+
+def test_ee_pose_is_computed_when_read_and_is_that_of_the_last_step(make_arm):
+    """The pose is read lazily: steps that nobody reads it after make no forward-kinematics
+    query, and whenever it is read, saved or exported it is the pose after the last step."""
+    arm = make_arm("kuka")
+    queries = []
+    link_state = arm._link_state
+
+    def counting(*args):
+        queries.append(args)
+        return link_state(*args)
+
+    arm._link_state = counting
+    q_only = arm.reader([f"q_{i}" for i in range(arm.n_joints)])
+    with_pose = arm.reader(["q_0", *EE_NAMES])
+    targets = changing_targets(arm, 40)
+    write = arm.writer([f"q_target_{i}" for i in range(arm.n_joints)])
+    for k, row in enumerate(targets[:20]):
+        write(list(row))
+        arm.step(k, 1)
+        q_only()
+    assert queries == []  # 20 steps, the pose never asked for
+    pose = list(with_pose())[1:]
+    truth = arm.client.getLinkState(arm.body_id, arm.ee_link, computeForwardKinematics=True)
+    assert pose == [*truth[4], *truth[5]]
+    assert len(queries) == 1 and list(with_pose())[1:] == pose and len(queries) == 1  # once per step
+    # a state saved while the pose is unread holds the pose of that instant
+    write(list(targets[20]))
+    arm.step(20, 1)
+    state = arm.save_state()
+    saved_pose = list(state.values[arm._o_ee:arm._o_ee + 7])
+    truth = arm.client.getLinkState(arm.body_id, arm.ee_link, computeForwardKinematics=True)
+    assert saved_pose == [*truth[4], *truth[5]]
+    for k, row in enumerate(targets[21:], start=21):
+        write(list(row))
+        arm.step(k, 1)
+    assert list(with_pose())[1:] != saved_pose
+    arm.restore_state(state)
+    assert list(with_pose())[1:] == saved_pose
