@@ -12,6 +12,14 @@ With ``--ids-forms`` it alternates, in one process, full episodes whose stacked 
 through its C kernel (``cosim.detection.native``) and through the numpy form it falls back to
 (``--repeat`` pairs), and reports both and their ratio.
 
+With ``--instructions`` it counts instead, under valgrind's callgrind, the machine
+instructions the simulation loop of one full episode executes per simulated second (setup
+excluded), for this checkout and with ``--against TREE`` for another one (a ``git worktree`` of
+the commit before a change), and their ratio. Unlike wall time, the count is the same from
+run to run whatever else the machine does: it measures a change on a noisy machine (it does
+not see memory stalls, and runs the loop ~50x slower). Needs ``valgrind`` and
+``callgrind_control`` on the PATH.
+
 With ``--fresh N`` each episode runs instead as the first of a fresh process (what
 ``experiments.run`` and every sweep job do), N of each alternated, and the range and median
 are reported. With ``--sweep`` it also runs ``python -m experiments.run -m
@@ -21,6 +29,7 @@ and reports its wall time.
     .venv/bin/python benchmarks/episode.py [--seconds 60] [--repeat 2] [--defense dt_framework]
     .venv/bin/python benchmarks/episode.py --fresh 10
     .venv/bin/python benchmarks/episode.py --ids-forms --repeat 6
+    .venv/bin/python benchmarks/episode.py --instructions --seconds 10 [--against /tmp/before]
     .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
 """
 
@@ -30,6 +39,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,13 +51,16 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# --tree (one episode of another checkout, for --instructions --against) is read before the
+# project's modules are imported, so that they come from that checkout
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv[:-1] else REPO
+sys.path.insert(0, str(TREE))
 
 from experiments.run import resolve_detector, run_episode  # noqa: E402
 
 
 def episode(overrides: list[str], out_dir: Path) -> dict[str, float]:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(TREE / "conf"), version_base="1.3"):
         cfg = compose("run", overrides=["progress=false", "plot=false", "baseline.enabled=false",
                                         "record.formats=[]", "mlflow.enabled=false", *overrides])
     resolve_detector(cfg)
@@ -111,6 +125,52 @@ def ids_forms(full: list[str], repeat: int) -> dict[str, object]:
     return result
 
 
+def _count_loop_instructions() -> None:
+    """In a process under callgrind started with instrumentation off: switch it on for the
+    simulation loop (``Master.run``) only."""
+    from cosim.core.master import Master
+
+    run = Master.run
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        toggle = ["callgrind_control", "-i"]
+        subprocess.run([*toggle, "on", str(os.getpid())], capture_output=True, check=True)
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            subprocess.run([*toggle, "off", str(os.getpid())], capture_output=True, check=True)
+
+    Master.run = counted  # type: ignore[method-assign]
+
+
+def instructions(args: argparse.Namespace) -> dict[str, object]:
+    """``--instructions``: loop instructions per simulated second, here and ``--against``."""
+    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"error: --instructions needs {' and '.join(missing)} on the PATH")
+    trees = {"this": REPO} | ({"against": args.against.resolve()} if args.against else {})
+    per_s: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, tree in trees.items():
+            cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/{name}.out",
+                   sys.executable, str(Path(__file__).resolve()), "--one", "full_episode", "--callgrind",
+                   "--tree", str(tree), "--seconds", str(args.seconds), "--defense", args.defense,
+                   "--attack", args.attack]
+            proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+            found = re.search(r"Collected : (\d+)", proc.stderr)
+            if proc.returncode != 0 or found is None:
+                raise SystemExit(f"error: the episode of {tree} under callgrind failed:\n{proc.stderr[-2000:]}")
+            sim_s = json.loads(proc.stdout.strip().splitlines()[-1])["sim_s"]
+            per_s[name] = int(found.group(1)) / sim_s
+    result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "seconds": args.seconds,
+                                 "defense": args.defense, "attack": args.attack,
+                                 "instructions_per_sim_s": {k: round(v) for k, v in per_s.items()}}
+    if "against" in per_s:
+        result["against"] = str(trees["against"])
+        result["this_over_against"] = round(per_s["this"] / per_s["against"], 4)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds per episode")
@@ -124,17 +184,27 @@ def main() -> None:
                         help="N episodes of each, every one the first of a fresh process")
     parser.add_argument("--ids-forms", action="store_true",
                         help="alternate full episodes with the stacked IDS's C kernel and its numpy form")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the loop's instructions per simulated second under callgrind")
+    parser.add_argument("--against", type=Path, help="with --instructions: another checkout to count too")
     parser.add_argument("--one", choices=("cell_alone", "full_episode"), help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     alone = ["twin=none", "network=none", "attack=none", "defense=none", f"duration={args.seconds}"]
     full = [f"attack={args.attack}", f"defense={args.defense}", f"duration={args.seconds}"]
-    if args.one:  # one episode in this (fresh) process, for --fresh
+    if args.one:  # one episode in this (fresh) process, for --fresh and --instructions
+        if args.callgrind:
+            _count_loop_instructions()
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(episode(alone if args.one == "cell_alone" else full, Path(tmp) / "e")))
         return
     if args.fresh:
         print(json.dumps(fresh(args), indent=2))
+        return
+    if args.instructions:
+        print(json.dumps(instructions(args), indent=2))
         return
     if args.ids_forms:
         print(json.dumps(ids_forms(full, args.repeat), indent=2))
