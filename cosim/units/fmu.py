@@ -72,6 +72,9 @@ class FMUUnit(Unit):
         # after whatever can change a value (a step, a set, a restored state): ``_epoch``
         # counts those, ``_pool_epoch`` is the epoch the cache was filled at.
         self._epoch = 0
+        # counts the sets of inputs (and restored states): a writer whose values are the same,
+        # bit for bit, as those it set last, with no set since, leaves the FMU alone
+        self._set_gen = 0
         self._pool_names: list[str] = []
         self._pool_index: dict[str, int] = {}
         self._pool_calls: list[tuple[Any, tuple[Any, ...], Any, bool, str]] | None = None
@@ -143,6 +146,7 @@ class FMUUnit(Unit):
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid
         self._epoch += 1
+        self._set_gen += 1
         self._pool_calls = None
         cs = self.md.coSimulation
         self._unzipdir = _EXTRACTED.acquire(self.path, private=bool(cs.canBeInstantiatedOnlyOncePerProcess),
@@ -224,6 +228,7 @@ class FMUUnit(Unit):
 
     def _set_by_name(self, names: list[str], values: list[Value]) -> None:
         self._epoch += 1
+        self._set_gen += 1
         for acc, vrs, positions in self._groups(names):
             vals = [values[p] for p in positions]
             if acc == "Boolean":
@@ -330,21 +335,28 @@ class FMUUnit(Unit):
             ch = channels[0]
             fn, args = _bare_call(ch, component)
             buf = ch.buf
+            sent: list[Any] = [-1, b""]  # set generation and bytes of what this writer set last
 
             def write_one_type(values: Sequence[Value]) -> None:
-                self._epoch += 1
                 try:
                     buf[:] = values
                 except TypeError as exc:
                     raise FMUError(self.name, f"set {names} (FMU {self.path.name})", str(exc)) from exc
+                raw = bytes(buf)
+                if sent[0] == self._set_gen and raw == sent[1]:
+                    return  # the FMU holds these very inputs already
+                self._epoch += 1
+                self._set_gen += 1
                 status = fn(*args)
                 if status > 1:
                     raise self._status_error(ch.function, status)
+                sent[0], sent[1] = self._set_gen, raw
 
             return write_one_type
 
         def write_mixed(values: Sequence[Value]) -> None:
             self._epoch += 1
+            self._set_gen += 1
             for ch in channels:
                 status = ch.set(self._fmu, component, [values[p] for p in ch.positions])
                 if status > 1:
@@ -409,6 +421,7 @@ class FMUUnit(Unit):
     def restore_state(self, state: Any) -> None:
         _, set_state = self._state_fns()
         self._epoch += 1
+        self._set_gen += 1
         try:
             set_state(state)
         except FMICallException as exc:
@@ -481,6 +494,7 @@ class FMUUnit(Unit):
             return
         fmu, self._fmu = self._fmu, None
         self._epoch += 1
+        self._set_gen += 1
         self._pool_calls = None
         try:
             free = fmu.freeFMUstate if self.fmi_major == 2 else fmu.freeFMUState

@@ -290,3 +290,43 @@ def test_readers_share_one_read_per_change_of_the_fmu(conveyor2):
     assert list(b()) == saved == direct(["belt_position", "speed_meas", "motor_current"])
     unit.release_state(state)
     unit.terminate()
+
+
+def test_a_writer_sets_again_only_what_the_fmu_does_not_hold(conveyor2, monkeypatch):
+    """Writing the inputs the FMU already holds (bit for bit, no set or restored state since)
+    makes no FMI call; a restored state, another writer or a different bit pattern does."""
+    import cosim.units.fmu as fmu_module
+
+    calls = []
+    bare_call = fmu_module._bare_call
+
+    def counted(ch, component):
+        fn, args = bare_call(ch, component)
+        return (lambda *a: calls.append(ch.function) or fn(*a)), args
+
+    monkeypatch.setattr(fmu_module, "_bare_call", counted)
+    unit = FMUUnit("conv", conveyor2)
+    unit.setup(GRID2)
+    write, other = unit.writer(["motor_cmd"]), unit.writer(["motor_cmd"])
+    held = unit.reader(["motor_cmd"])
+    sets = lambda: calls.count("fmi2SetReal")  # noqa: E731
+    write([0.5])
+    write([0.5])
+    assert sets() == 1 and held() == [0.5]
+    unit.step(0, 1)
+    write([0.5])  # a step does not change an input
+    assert sets() == 1
+    state = unit.save_state()
+    write([-0.0])
+    write([0.0])  # equal to -0.0, but not the same bits
+    assert sets() == 3 and math.copysign(1.0, held()[0]) == 1.0
+    other([0.7])  # another writer of the same input
+    write([0.0])
+    assert sets() == 5 and held() == [0.0]
+    write([0.3])
+    unit.restore_state(state)  # the FMU holds 0.5 again
+    assert held() == [0.5]
+    write([0.3])
+    assert sets() == 7 and held() == [0.3]
+    unit.release_state(state)
+    unit.terminate()
