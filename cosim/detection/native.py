@@ -190,6 +190,24 @@ class _Program:
         return [len(est.coefs_), ACTIVATIONS[est.activation], int(soft), widest, *layers], n_out
 
 
+class _NativeStack:
+    """``proba(x)`` through the kernel: holds the program and the buffers the C call writes
+    into (their addresses are passed as plain integers, so they must live as long as this)."""
+
+    def __init__(self, call: Any, ix: np.ndarray, dv: np.ndarray, d: int, n_out: int, work: int) -> None:
+        self.ix, self.dv = ix, dv
+        self.x = np.empty(d)
+        self.out = np.empty(n_out)
+        self.work = np.empty(work)
+        self._call = call
+        self._addresses = tuple(a.ctypes.data for a in (self.ix, self.dv, self.x, self.out, self.work))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.x[:] = x
+        n = self._call(*self._addresses)
+        return self.out[:n].copy()
+
+
 def compile_native(pipeline: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     """``proba(x)`` for one raw sample ``x`` (1-D) through the C kernel, or ``None`` when the
     kernel is unavailable or does not know one of the pipeline's estimators.
@@ -214,19 +232,5 @@ def compile_native(pipeline: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         return None
     prog.ix[:5] = [d, prog.doubles(scaler.mean_), prog.doubles(scaler.scale_), len(stack.estimators_),
                    int(type(stack.final_estimator_).__name__ in TREE_ESTIMATORS)]
-    ix = np.asarray(prog.ix, dtype=np.int64)
-    dv = np.concatenate(prog.dv)
-    x_buf = np.empty(d)
-    out = np.empty(max(n_out, 2))
-    work = np.empty(2 * d + 4 * (total + n_out + 2) + 2 * prog.widest + 64)
-    call = lib.stack_proba
-    addresses = (ix.ctypes.data, dv.ctypes.data, x_buf.ctypes.data, out.ctypes.data, work.ctypes.data)
-    buffers = (ix, dv, x_buf, out, work)  # kept alive with the closure
-
-    def proba(x: np.ndarray) -> np.ndarray:
-        x_buf[:] = x
-        n = call(*addresses)
-        return out[:n].copy()
-
-    proba.buffers = buffers  # type: ignore[attr-defined]
-    return proba
+    return _NativeStack(lib.stack_proba, np.asarray(prog.ix, dtype=np.int64), np.concatenate(prog.dv), d,
+                        max(n_out, 2), 2 * d + 4 * (total + n_out + 2) + 2 * prog.widest + 64)
