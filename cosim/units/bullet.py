@@ -15,7 +15,10 @@ Variables (all Real; ``n`` = number of arm joints):
 
 A step of ``h`` seconds sets the motor targets once and calls ``stepSimulation`` ``h /
 physics_step`` times; the outputs are read once at the end of the step and cached, so
-:meth:`BulletArm.get` and the :meth:`BulletArm.reader` fast path never call PyBullet.
+:meth:`BulletArm.get` and the :meth:`BulletArm.reader` fast path never call PyBullet, except
+for the end-effector pose: a forward-kinematics query that a step only makes when the pose is
+first read after it (every PyBullet query costs ~5 us: its in-process client copies a state
+record of ~30 kB per call), the pose of the world as the step left it.
 
 Snapshots combine PyBullet's in-memory ``saveState`` with the unit's Python-side values
 (targets and cached outputs); restore-then-step reproduces the original run bit for bit.
