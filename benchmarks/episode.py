@@ -22,12 +22,14 @@ not see memory stalls, and runs the loop ~50x slower). Needs ``valgrind`` and
 
 With ``--fresh N`` each episode runs instead as the first of a fresh process (what
 ``experiments.run`` and every sweep job do), N of each alternated, and the range and median
-are reported. With ``--sweep`` it also runs ``python -m experiments.run -m
+are reported; with ``--against TREE`` full episodes of this checkout and of TREE alternate
+instead, and the ratio within each pair is reported (the machine's speed drifts, so only
+alternated runs compare). With ``--sweep`` it also runs ``python -m experiments.run -m
 experiment=paper_table`` (or ``--experiment``) in a subprocess with a throw-away MLflow store
 and reports its wall time.
 
     .venv/bin/python benchmarks/episode.py [--seconds 60] [--repeat 2] [--defense dt_framework]
-    .venv/bin/python benchmarks/episode.py --fresh 10
+    .venv/bin/python benchmarks/episode.py --fresh 10 [--against /tmp/before]
     .venv/bin/python benchmarks/episode.py --ids-forms --repeat 6
     .venv/bin/python benchmarks/episode.py --instructions --seconds 10 [--against /tmp/before]
     .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
@@ -85,9 +87,12 @@ def sweep(experiment: str, extra: list[str]) -> dict[str, object]:
 
 
 def fresh(args: argparse.Namespace) -> dict[str, object]:
-    """``--fresh``: each episode the first of its own process, the two kinds alternated."""
+    """``--fresh``: each episode the first of its own process, the two kinds alternated (with
+    ``--against``: full episodes of this checkout and of the other one)."""
     base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds),
             "--defense", args.defense, "--attack", args.attack]
+    if args.against:
+        return fresh_against(args, base)
     rtf: dict[str, list[float]] = {"cell_alone": [], "full_episode": []}
     for _ in range(args.fresh):
         for name in rtf:
@@ -101,6 +106,28 @@ def fresh(args: argparse.Namespace) -> dict[str, object]:
                                  "max": round(max(values), 1)}
     result["full_over_alone_median"] = round(statistics.median(
         a / f for a, f in zip(rtf["cell_alone"], rtf["full_episode"], strict=True)), 2)
+    return result
+
+
+def fresh_against(args: argparse.Namespace, base: list[str]) -> dict[str, object]:
+    """``--fresh N --against TREE``: full episodes of this checkout and of TREE, each the first
+    of a fresh process, alternated N times; their ranges, medians and per-pair ratios."""
+    trees = {"this": REPO, "against": args.against.resolve()}
+    rtf: dict[str, list[float]] = {"this": [], "against": []}
+    for i in range(args.fresh):
+        for name in (("against", "this") if i % 2 else ("this", "against")):  # neither always goes first
+            out = subprocess.run([*base, "--one", "full_episode", "--tree", str(trees[name])], cwd=trees[name],
+                                 capture_output=True, text=True, check=True)
+            rtf[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rtf"])
+    ratios = [t / a for t, a in zip(rtf["this"], rtf["against"], strict=True)]
+    result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                                 "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
+                                 "pairs": args.fresh, "against": str(trees["against"]), "target_rtf": 30.0}
+    for name, values in rtf.items():
+        result[f"{name}_rtf"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
+                                 "max": round(max(values), 1), "at_or_above_target": sum(v >= 30.0 for v in values)}
+    result["this_over_against"] = {"median": round(statistics.median(ratios), 3),
+                                   "faster_pairs": sum(r > 1.0 for r in ratios)}
     return result
 
 
@@ -186,7 +213,8 @@ def main() -> None:
                         help="alternate full episodes with the stacked IDS's C kernel and its numpy form")
     parser.add_argument("--instructions", action="store_true",
                         help="count the loop's instructions per simulated second under callgrind")
-    parser.add_argument("--against", type=Path, help="with --instructions: another checkout to count too")
+    parser.add_argument("--against", type=Path,
+                        help="with --instructions or --fresh: another checkout (e.g. a git worktree) to measure too")
     parser.add_argument("--one", choices=("cell_alone", "full_episode"), help=argparse.SUPPRESS)
     parser.add_argument("--callgrind", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
