@@ -593,6 +593,11 @@ class BulletArm(Unit):
         if not math.isfinite(sum(vals[self._n_inputs:])):
             self._raise_non_finite("step", self._n_inputs, len(vals), "output")
 
+    def _fresh_ee(self) -> None:
+        """Query the end-effector pose if no one has read it since the last step."""
+        if self._ee_stale:
+            self._update_ee()
+
     def _update_ee(self) -> None:
         """Compute the end-effector pose outputs of the world as it is (since the last step)."""
         link = self._link_state(self._body, self.ee_link, 0, 1)
@@ -631,8 +636,7 @@ class BulletArm(Unit):
         return i
 
     def get(self, names: Sequence[str]) -> list[Value]:
-        if self._ee_stale:
-            self._update_ee()
+        self._fresh_ee()
         vals = self._values
         index = self._index
         try:
@@ -660,8 +664,7 @@ class BulletArm(Unit):
             return lambda: getter(vals)
 
         def read_with_pose() -> Sequence[Value]:
-            if self._ee_stale:
-                self._update_ee()
+            self._fresh_ee()
             return getter(vals)
 
         return read_with_pose
@@ -687,8 +690,7 @@ class BulletArm(Unit):
     # ------------------------------------------------------------------ state
     def save_state(self) -> BulletArmState:
         client = self.client
-        if self._ee_stale:
-            self._update_ee()
+        self._fresh_ee()
         try:
             state_id = client.saveState()
         except pybullet.error as exc:
@@ -777,8 +779,7 @@ class BulletArm(Unit):
 
     def _python_state(self) -> dict[str, Any]:
         """Python-side state carried by :meth:`export_state` beside the PyBullet world."""
-        if self._ee_stale:
-            self._update_ee()
+        self._fresh_ee()
         return {"values": list(self._values)}
 
     def _check_python_state(self, state: Any) -> None:
@@ -856,9 +857,8 @@ class BulletArm(Unit):
         self._terminated = True
         if client is None:
             return
-        if self._ee_stale:  # the last pose stays readable
-            with contextlib.suppress(pybullet.error, NonFiniteValueError):
-                self._update_ee()
+        with contextlib.suppress(pybullet.error, NonFiniteValueError):  # the last pose stays readable
+            self._fresh_ee()
         self._client = None
         try:
             for state_id in sorted(self._live_states):

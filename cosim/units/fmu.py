@@ -145,8 +145,7 @@ class FMUUnit(Unit):
 
     def setup(self, grid: TimeGrid) -> None:
         self.grid = grid
-        self._epoch += 1
-        self._set_gen += 1
+        self._inputs_changed()
         self._pool_calls = None
         cs = self.md.coSimulation
         self._unzipdir = _EXTRACTED.acquire(self.path, private=bool(cs.canBeInstantiatedOnlyOncePerProcess),
@@ -226,9 +225,14 @@ class FMUUnit(Unit):
             return
         self.writer(names)(values)
 
-    def _set_by_name(self, names: list[str], values: list[Value]) -> None:
+    def _inputs_changed(self) -> None:
+        """The FMU's inputs (and so maybe its outputs) change: cached reads and the writers'
+        memory of what they set are no longer valid."""
         self._epoch += 1
         self._set_gen += 1
+
+    def _set_by_name(self, names: list[str], values: list[Value]) -> None:
+        self._inputs_changed()
         for acc, vrs, positions in self._groups(names):
             vals = [values[p] for p in positions]
             if acc == "Boolean":
@@ -345,8 +349,7 @@ class FMUUnit(Unit):
                 raw = bytes(buf)
                 if sent[0] == self._set_gen and raw == sent[1]:
                     return  # the FMU holds these very inputs already
-                self._epoch += 1
-                self._set_gen += 1
+                self._inputs_changed()
                 status = fn(*args)
                 if status > 1:
                     raise self._status_error(ch.function, status)
@@ -355,8 +358,7 @@ class FMUUnit(Unit):
             return write_one_type
 
         def write_mixed(values: Sequence[Value]) -> None:
-            self._epoch += 1
-            self._set_gen += 1
+            self._inputs_changed()
             for ch in channels:
                 status = ch.set(self._fmu, component, [values[p] for p in ch.positions])
                 if status > 1:
@@ -420,8 +422,7 @@ class FMUUnit(Unit):
 
     def restore_state(self, state: Any) -> None:
         _, set_state = self._state_fns()
-        self._epoch += 1
-        self._set_gen += 1
+        self._inputs_changed()
         try:
             set_state(state)
         except FMICallException as exc:
@@ -493,8 +494,7 @@ class FMUUnit(Unit):
         if self._fmu is None:
             return
         fmu, self._fmu = self._fmu, None
-        self._epoch += 1
-        self._set_gen += 1
+        self._inputs_changed()
         self._pool_calls = None
         try:
             free = fmu.freeFMUstate if self.fmi_major == 2 else fmu.freeFMUState
