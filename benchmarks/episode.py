@@ -32,6 +32,9 @@ and reports its wall time.
     .venv/bin/python benchmarks/episode.py --fresh 10 [--against /tmp/before]
     .venv/bin/python benchmarks/episode.py --ids-forms --repeat 6
     .venv/bin/python benchmarks/episode.py --instructions --seconds 10 [--against /tmp/before]
+    .venv/bin/python benchmarks/episode.py --instructions --set plant.units.cell.solver_iterations=5 \
+        --set detector=dt --set detector.model_dir=.cache/detectors/<setting>   # a plant setting changes
+        # the detectors' setting key: point them at fitted ones, or the episode fits its own first
     .venv/bin/python benchmarks/episode.py --sweep [--experiment paper_table]
 """
 
@@ -90,7 +93,7 @@ def fresh(args: argparse.Namespace) -> dict[str, object]:
     """``--fresh``: each episode the first of its own process, the two kinds alternated (with
     ``--against``: full episodes of this checkout and of the other one)."""
     base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds),
-            "--defense", args.defense, "--attack", args.attack]
+            "--defense", args.defense, "--attack", args.attack, *(f"--set={o}" for o in args.set)]
     if args.against:
         return fresh_against(args, base)
     rtf: dict[str, list[float]] = {"cell_alone": [], "full_episode": []}
@@ -182,7 +185,7 @@ def instructions(args: argparse.Namespace) -> dict[str, object]:
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/{name}.out",
                    sys.executable, str(Path(__file__).resolve()), "--one", "full_episode", "--callgrind",
                    "--tree", str(tree), "--seconds", str(args.seconds), "--defense", args.defense,
-                   "--attack", args.attack]
+                   "--attack", args.attack, *(f"--set={o}" for o in args.set)]
             proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
             found = re.search(r"Collected : (\d+)", proc.stderr)
             if proc.returncode != 0 or found is None:
@@ -218,10 +221,12 @@ def main() -> None:
     parser.add_argument("--one", choices=("cell_alone", "full_episode"), help=argparse.SUPPRESS)
     parser.add_argument("--callgrind", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hydra override of the full episode (repeatable): what a setting costs")
     args = parser.parse_args()
 
     alone = ["twin=none", "network=none", "attack=none", "defense=none", f"duration={args.seconds}"]
-    full = [f"attack={args.attack}", f"defense={args.defense}", f"duration={args.seconds}"]
+    full = [f"attack={args.attack}", f"defense={args.defense}", f"duration={args.seconds}", *args.set]
     if args.one:  # one episode in this (fresh) process, for --fresh and --instructions
         if args.callgrind:
             _count_loop_instructions()
