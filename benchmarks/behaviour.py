@@ -16,8 +16,9 @@ before the change), so both records come from this script::
 for a change that is meant to round differently (a C kernel for a numpy computation) but to
 do the same thing: every alarm, action and count must still be the same.
 
-Detector models, FMUs and keys come from the usual caches (``COSIM_DETECTOR_DIR``,
-``COSIM_FMU_CACHE``, ``COSIM_KEY_DIR``); point both records at the same ones.
+Detector models, FMUs and keys come from the usual places (the cache root ``COSIM_CACHE_DIR``
+or ``COSIM_DETECTOR_DIR`` and ``COSIM_FMU_CACHE``, and ``COSIM_KEY_DIR``); point both records at
+the same ones.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
     python -m experiments.generate                         # conf/generate.yaml
     python -m experiments.generate out=/tmp/cell duration=60 seeds.test_attack=[3000,3001]
 
-The default ``out`` is ``.cache/detectors/<plant>-<key>/data`` (``$COSIM_DETECTOR_DIR`` replaces
-``.cache/detectors``; ``<key>`` hashes the plant, twin and network config:
+The default ``out`` is ``<cache root>/detectors/<plant>-<key>/data`` (:mod:`cosim.paths`;
+``$COSIM_DETECTOR_DIR`` replaces ``<cache root>/detectors``; ``<key>`` hashes the plant, twin and network config:
 :func:`experiments.plant.setting_key`), where ``experiments.fit`` given the same overrides
 looks for it.
 

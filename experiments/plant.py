@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cosim import paths
 from cosim.core.observer import Observer
 from cosim.core.unit import Unit
 from cosim.errors import ConfigurationError, CosimError
@@ -52,7 +53,8 @@ def setting_key(root: DictConfig | Mapping[str, Any]) -> str:
 def register_resolvers() -> None:
     """``${fmu:conveyor}`` builds (or takes from the cache) the repository's FMU ``conveyor``;
     ``${setting_key:}`` names the plant, twin and network of the config it is in
-    (:func:`setting_key`)."""
+    (:func:`setting_key`); ``${cache:detectors}`` is a cache's directory
+    (:func:`cosim.paths.cache_dir`)."""
 
     def fmu_path(model: str, fmi_version: str = "2.0") -> str:
         from cosim.twin.integrity import KeyStore, manifest_path, sign_fmu
@@ -65,6 +67,8 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("fmu"):
         OmegaConf.register_new_resolver("fmu", fmu_path)
+    if not OmegaConf.has_resolver("cache"):
+        OmegaConf.register_new_resolver("cache", lambda name: str(paths.cache_dir(str(name))))
     if not OmegaConf.has_resolver("setting_key"):
         OmegaConf.register_new_resolver("setting_key", lambda _root_: setting_key(_root_))
 

@@ -58,6 +58,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from cosim import paths
 from cosim.core.observer import Observer, Recorder
 from cosim.detection.alert import AlertBus
 from cosim.episode import EpisodeContext
@@ -266,7 +267,7 @@ def baseline(cfg: DictConfig) -> dict[str, Any] | None:
             base_cfg.defense = None
         return simulate_baseline(base_cfg, bool(cfg.get("progress", False)))
 
-    return cached_baseline(cfg.baseline.get("cache_dir", ".cache/baselines"), key, compute)
+    return cached_baseline(cfg.baseline.get("cache_dir") or paths.cache_dir("baselines"), key, compute)
 
 
 def run_episode(cfg: DictConfig, out_dir: Path,
@@ -942,7 +943,7 @@ def _warm_models(cfg: DictConfig, search_dirs: Sequence[str | Path]) -> None:
     try:  # the same detector choice as an earlier job of this process: warm already
         choice = json.dumps([OmegaConf.to_container(cfg.get("detector"), resolve=False),
                              OmegaConf.select(cfg, "defense.detector"), OmegaConf.select(cfg, "plant.name"),
-                             os.environ.get("COSIM_DETECTOR_DIR"), [str(d) for d in search_dirs]],
+                             str(paths.cache_dir("detectors")), [str(d) for d in search_dirs]],
                             sort_keys=True, default=str)
     except Exception:
         choice = None

@@ -12,7 +12,7 @@ Two kinds of models are buildable:
 
 Every FMU is cached under a SHA-256 of everything that determines it (sources, this
 builder, FMI version, compiler identity, platform). The cache directory is, in order:
-the ``cache_dir`` argument, ``$COSIM_FMU_CACHE``, ``<repo root>/.fmu_cache``. Builds happen
+the ``cache_dir`` argument, ``$COSIM_FMU_CACHE``, ``<cache root>/fmus`` (:mod:`cosim.paths`). Builds happen
 in a private temporary directory and are published with an atomic rename, so concurrent
 builds of the same FMU are safe (the last identical file wins).
 
@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cosim import paths
 from cosim.errors import ConfigurationError, CosimError
 
 __all__ = [
@@ -66,7 +67,7 @@ log = logging.getLogger(__name__)
 MODELS_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = MODELS_ROOT.parent
 FMI_VERSIONS = ("2.0", "3.0")
-CACHE_ENV = "COSIM_FMU_CACHE"
+CACHE_ENV = paths.CACHES["fmus"]  # COSIM_FMU_CACHE
 GENERATION_TOOL = "cosim models.build"
 CFLAGS = ("-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-fvisibility=hidden")
 
@@ -149,9 +150,8 @@ def available_models(source_root: str | Path | None = None) -> list[str]:
 
 
 def default_cache_dir() -> Path:
-    """``$COSIM_FMU_CACHE`` if set, else ``<repo root>/.fmu_cache``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else REPO_ROOT / ".fmu_cache"
+    """``$COSIM_FMU_CACHE`` if set, else ``<cache root>/fmus`` (:func:`cosim.paths.cache_dir`)."""
+    return paths.cache_dir("fmus")
 
 
 def platform_dir(fmi_version: str) -> str:
@@ -552,7 +552,7 @@ def build_fmu(
     Args:
         model: one of :func:`available_models`.
         fmi_version: "2.0" or "3.0" (Python stations: "2.0" only).
-        cache_dir: cache directory (default ``$COSIM_FMU_CACHE`` or ``<repo>/.fmu_cache``).
+        cache_dir: cache directory (default :func:`default_cache_dir`).
         source_root: directory holding ``fmus/`` and ``stations/`` (default: this package),
             e.g. a modified copy in tests.
         force: rebuild even if a cached FMU exists.
@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", nargs="?", help="model name (see --list)")
     parser.add_argument("--fmi", default="2.0", choices=FMI_VERSIONS, help="FMI version (default 2.0)")
     parser.add_argument(
-        "--cache-dir", default=None, help=f"cache directory (default ${CACHE_ENV} or <repo>/.fmu_cache)"
+        "--cache-dir", default=None, help=f"cache directory (default ${CACHE_ENV} or <cache root>/fmus)"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument("--list", action="store_true", help="list buildable models and exit")

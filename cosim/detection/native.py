@@ -7,9 +7,9 @@ probabilities of :func:`cosim.detection.fast.compile_stack` (checked in the test
 in a few microseconds instead of a hundred, and its few hundred kilobytes of tables stay in
 cache where numpy's many small temporaries do not.
 
-The kernel is compiled once with the C compiler (``$CC`` or ``cc``) into
-``$XDG_CACHE_HOME/cosim`` (default ``~/.cache/cosim``), named by a hash of its source and
-flags, and loaded with ctypes. Without a compiler, or for an estimator the kernel does not
+The kernel is compiled once with the C compiler (``$CC`` or ``cc``) into the cache
+``native/`` (:func:`cosim.paths.cache_dir`), named by a hash of its source and flags, and
+loaded with ctypes. Without a compiler, or for an estimator the kernel does not
 know, :func:`compile_native` returns ``None`` and the numpy form is used.
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cosim import paths
 from cosim.detection.fast import TREE_ESTIMATORS, bayes_log_norm, boosting_init
 
 SOURCE = Path(__file__).with_name("stack_kernel.c")
@@ -45,11 +46,6 @@ class _CompilerError(Exception):
     """The C compiler is missing or refuses the kernel (another directory would not help)."""
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cosim"
-
-
 @functools.lru_cache(maxsize=1)
 def kernel() -> ctypes.CDLL | None:
     """The compiled kernel (built on first use, then cached on disk); ``None`` when it cannot
@@ -59,8 +55,9 @@ def kernel() -> ctypes.CDLL | None:
     key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(),
                                      platform.machine().encode(), platform.system().encode()])).hexdigest()
     name = f"stack_kernel-{key[:16]}.so"
-    # a read-only home still gets the kernel: then it is built under the temporary directory
-    dirs = [cache_dir(), Path(tempfile.gettempdir()) / f"cosim-{os.getuid() if hasattr(os, 'getuid') else 0}"]
+    # a read-only cache still gets the kernel: then it is built under the temporary directory
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    dirs = [paths.cache_dir("native"), Path(tempfile.gettempdir()) / f"cosim-{uid}"]
     lib, errors = None, []
     for directory in dirs:
         try:

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from cosim.errors import ConfigurationError
+from cosim.paths import REPO_ROOT
 from cosim.tracking.summary import write_json_atomic
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def baseline_key(config: Mapping[str, Any], seed: int) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from cosim.errors import ConfigurationError, TrackingError
+from cosim.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PARENT_FILE = "mlflow_sweep.json"
 ENV_PARENT = "COSIM_MLFLOW_PARENT_RUN"
 ROLE_TAG = "cosim.role"  # "sweep" on a parent, "episode" on an episode run

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from cosim.core.state import TICK_KEY, export_units, import_units, parse_snapshot_bytes, snapshot_bytes
 from cosim.errors import IntegrityError, SnapshotError
+from cosim.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from cosim.core.master import Master
@@ -74,7 +75,6 @@ __all__ = [
 KEY_DIR_ENV = "COSIM_KEY_DIR"
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = 1
-REPO_ROOT = Path(__file__).resolve().parents[2]
 _SIGNING_CONTEXT = b"cosim-manifest-v1\n"  # domain separation: these signatures mean "manifest"
 _HMAC_KEY_BYTES = 32
 _CHUNK = 1 << 20

@@ -11,23 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from cosim import paths
 from cosim.core.unit import PythonUnit, real
 from cosim.core.variables import Causality, Variable, VarType
 from cosim.errors import ConfigurationError
 from cosim.tracking.summary import write_json_atomic
 from cosim.units.bullet import ROBOTS, BulletArm
-from models.build import REPO_ROOT
 
 DOWN = (math.pi, 0.0, 0.0)  # tool z axis pointing at the floor
-#: Where solved waypoint poses are kept (``$COSIM_IK_CACHE``, default ``<repo>/.cache/ik``).
-IK_CACHE_ENV = "COSIM_IK_CACHE"
+#: Moves where solved waypoint poses are kept (default ``<cache root>/ik``: :mod:`cosim.paths`).
+IK_CACHE_ENV = paths.CACHES["ik"]
 _IK_VERSION = 1  # bump when the solver changes: cached poses are then solved again
 _solved: dict[str, list[list[float]]] = {}
 
@@ -107,8 +105,7 @@ class RobotController(PythonUnit):
         }
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
         poses = _solved.get(key)
-        env = os.environ.get(IK_CACHE_ENV)
-        path = (Path(env).expanduser() if env else REPO_ROOT / ".cache" / "ik") / f"{key}.json"
+        path = paths.cache_dir("ik") / f"{key}.json"
         if poses is None:
             try:
                 stored = json.loads(path.read_text())["poses"]

@@ -76,7 +76,7 @@ def test_without_a_compiler_the_numpy_form_scores(tmp_path, monkeypatch: pytest.
     from cosim.detection import native
 
     pipe, rows = _stack(MLPClassifier(hidden_layer_sizes=(6,), max_iter=300, random_state=0), 3, seed=1)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built there yet
+    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path))  # nothing built there yet
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     native.kernel.cache_clear()
     try:
@@ -89,7 +89,7 @@ def test_without_a_compiler_the_numpy_form_scores(tmp_path, monkeypatch: pytest.
     built = native.compile_native(pipe)  # built into the (new) cache
     assert built is not None
     assert np.allclose(np.vstack([built(r) for r in rows]), pipe.predict_proba(rows), rtol=0, atol=1e-12)
-    assert len(list((tmp_path / "cosim").glob("stack_kernel-*.so"))) == 1
+    assert len(list((tmp_path / "native").glob("stack_kernel-*.so"))) == 1
     native.kernel.cache_clear()
 
 
@@ -97,9 +97,9 @@ def test_a_read_only_cache_builds_the_kernel_under_the_temporary_directory(tmp_p
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from cosim.detection import native
 
-    blocked = tmp_path / "home-cache"
+    blocked = tmp_path / "cache-root"
     blocked.write_text("a file where the cache directory should be")  # mkdir under it fails
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setenv("COSIM_CACHE_DIR", str(blocked))
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     import tempfile

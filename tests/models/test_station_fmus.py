@@ -596,7 +596,10 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("COSIM_FMU_CACHE", str(tmp_path / "envcache"))
     assert builder.default_cache_dir() == tmp_path / "envcache"
     monkeypatch.delenv("COSIM_FMU_CACHE")
-    assert builder.default_cache_dir() == REPO_ROOT / ".fmu_cache"
+    monkeypatch.delenv("COSIM_CACHE_DIR", raising=False)
+    assert builder.default_cache_dir() == REPO_ROOT / ".cache" / "fmus"
+    monkeypatch.setenv("COSIM_CACHE_DIR", str(tmp_path / "root"))  # the cache root moves it too
+    assert builder.default_cache_dir() == tmp_path / "root" / "fmus"
 
 
 def test_changed_source_rebuilds(copied_sources, tmp_path):
