@@ -11,9 +11,10 @@ Everything rebuilt when missing lives under one cache root, ``$COSIM_CACHE_DIR``
 ``native/``             the stacked IDS's compiled C kernel
 ======================  =================================================  ======================
 
-The last column moves one cache alone (the config key, for one run or sweep). Not caches, and kept apart: the key store
-(``$COSIM_KEY_DIR`` or ``<repo root>/.keys``, :mod:`cosim.twin.integrity`) and the MLflow
-store (``$MLFLOW_TRACKING_URI`` or ``<repo root>/mlflow.db``).
+The last column moves one cache alone (the config key: for one run or sweep). Not caches,
+and kept apart: the key store (``$COSIM_KEY_DIR`` or ``<repo root>/.keys``,
+:mod:`cosim.twin.integrity`) and the MLflow store (``$MLFLOW_TRACKING_URI`` or
+``<repo root>/mlflow.db``).
 """
 
 from __future__ import annotations

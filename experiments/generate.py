@@ -4,8 +4,8 @@
     python -m experiments.generate out=/tmp/cell duration=60 seeds.test_attack=[3000,3001]
 
 The default ``out`` is ``<cache root>/detectors/<plant>-<key>/data`` (:mod:`cosim.paths`;
-``$COSIM_DETECTOR_DIR`` replaces ``<cache root>/detectors``; ``<key>`` hashes the plant, twin and network config:
-:func:`experiments.plant.setting_key`), where ``experiments.fit`` given the same overrides
+``$COSIM_DETECTOR_DIR`` replaces ``<cache root>/detectors``; ``<key>`` hashes the plant, twin
+and network config: :func:`experiments.plant.setting_key`), where ``experiments.fit`` given the same overrides
 looks for it.
 
 One run per seed: normal runs, and attack runs with one attack drawn from ``templates``
