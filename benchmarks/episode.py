@@ -103,7 +103,7 @@ def fresh(args: argparse.Namespace) -> dict[str, object]:
             rtf[name].append(json.loads(out.stdout.strip().splitlines()[-1])["rtf"])
     result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                                  "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
-                                 "processes": args.fresh, "target_rtf": 30.0}
+                                 "set": args.set, "processes": args.fresh, "target_rtf": 30.0}
     for name, values in rtf.items():
         result[f"{name}_rtf"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
                                  "max": round(max(values), 1)}
@@ -125,7 +125,8 @@ def fresh_against(args: argparse.Namespace, base: list[str]) -> dict[str, object
     ratios = [t / a for t, a in zip(rtf["this"], rtf["against"], strict=True)]
     result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                                  "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
-                                 "pairs": args.fresh, "against": str(trees["against"]), "target_rtf": 30.0}
+                                 "set": args.set, "pairs": args.fresh, "against": str(trees["against"]),
+                                 "target_rtf": 30.0}
     for name, values in rtf.items():
         result[f"{name}_rtf"] = {"min": round(min(values), 1), "median": round(statistics.median(values), 1),
                                  "max": round(max(values), 1), "at_or_above_target": sum(v >= 30.0 for v in values)}
@@ -193,7 +194,7 @@ def instructions(args: argparse.Namespace) -> dict[str, object]:
             sim_s = json.loads(proc.stdout.strip().splitlines()[-1])["sim_s"]
             per_s[name] = int(found.group(1)) / sim_s
     result: dict[str, object] = {"machine": platform.processor() or platform.machine(), "seconds": args.seconds,
-                                 "defense": args.defense, "attack": args.attack,
+                                 "defense": args.defense, "attack": args.attack, "set": args.set,
                                  "instructions_per_sim_s": {k: round(v) for k, v in per_s.items()}}
     if "against" in per_s:
         result["against"] = str(trees["against"])
@@ -251,7 +252,7 @@ def main() -> None:
                     best[name] = r
     result: dict[str, object] = {
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "seconds": args.seconds, "defense": args.defense, "attack": args.attack,
+        "seconds": args.seconds, "defense": args.defense, "attack": args.attack, "set": args.set,
         "cell_alone_rtf": round(best["cell_alone"]["rtf"], 1),
         "full_episode_rtf": round(best["full_episode"]["rtf"], 1),
         "full_over_alone_wall": round(best["full_episode"]["wall_s"] / best["cell_alone"]["wall_s"], 2),
