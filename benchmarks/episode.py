@@ -89,11 +89,16 @@ def sweep(experiment: str, extra: list[str]) -> dict[str, object]:
             "episode_wall_mean_s": round(sum(j["wall_time_s"] or 0 for j in jobs) / max(len(jobs), 1), 2)}
 
 
+def _set_args(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides, passed on to an episode's own process."""
+    return [f"--set={o}" for o in args.set]
+
+
 def fresh(args: argparse.Namespace) -> dict[str, object]:
     """``--fresh``: each episode the first of its own process, the two kinds alternated (with
     ``--against``: full episodes of this checkout and of the other one)."""
     base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds),
-            "--defense", args.defense, "--attack", args.attack, *(f"--set={o}" for o in args.set)]
+            "--defense", args.defense, "--attack", args.attack, *_set_args(args)]
     if args.against:
         return fresh_against(args, base)
     rtf: dict[str, list[float]] = {"cell_alone": [], "full_episode": []}
@@ -186,7 +191,7 @@ def instructions(args: argparse.Namespace) -> dict[str, object]:
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={tmp}/{name}.out",
                    sys.executable, str(Path(__file__).resolve()), "--one", "full_episode", "--callgrind",
                    "--tree", str(tree), "--seconds", str(args.seconds), "--defense", args.defense,
-                   "--attack", args.attack, *(f"--set={o}" for o in args.set)]
+                   "--attack", args.attack, *_set_args(args)]
             proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
             found = re.search(r"Collected : (\d+)", proc.stderr)
             if proc.returncode != 0 or found is None:

@@ -91,7 +91,7 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/joblib. is validated against ConfigStore schema",
                         category=UserWarning)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = paths.REPO_ROOT
 CONF_DIR = REPO_ROOT / "conf"
 CHOICE_KEYS = ("plant", "twin", "network", "attack", "detector", "defense", "experiment")
 PARTIAL_TRACE = "trace.partial.csv"  # the recorder's checkpoint while an episode runs

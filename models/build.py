@@ -65,7 +65,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODELS_ROOT = Path(__file__).resolve().parent
-REPO_ROOT = MODELS_ROOT.parent
+REPO_ROOT = paths.REPO_ROOT
 FMI_VERSIONS = ("2.0", "3.0")
 CACHE_ENV = paths.CACHES["fmus"]  # COSIM_FMU_CACHE
 GENERATION_TOOL = "cosim models.build"
